@@ -1,0 +1,1 @@
+//! folded (to be written)

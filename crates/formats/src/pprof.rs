@@ -1,0 +1,1 @@
+//! pprof (to be written)

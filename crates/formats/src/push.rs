@@ -1,0 +1,1 @@
+//! push (to be written)

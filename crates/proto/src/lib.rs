@@ -1,0 +1,59 @@
+//! Code generated from `proto/`: the Pyroscope-compatible public API
+//! (`push.v1`, `querier.v1`, `types.v1`, `google.v1` pprof) and Kiln's internal
+//! APIs (`kiln.ingester.v1`, `kiln.metastore.v1`).
+//!
+//! Besides the prost messages and tonic services this crate offers [`json`],
+//! the protobuf-JSON mapping used by Connect's JSON codec (lowerCamelCase
+//! names, 64-bit integers as strings, enums by name), driven by the embedded
+//! file descriptor set. No domain logic lives here.
+
+#![allow(
+    missing_debug_implementations,
+    unreachable_pub,
+    unused_qualifications,
+    clippy::large_enum_variant,
+    clippy::doc_lazy_continuation,
+    reason = "generated code"
+)]
+
+pub mod types {
+    pub mod v1 {
+        tonic::include_proto!("types.v1");
+    }
+}
+
+pub mod google {
+    pub mod v1 {
+        tonic::include_proto!("google.v1");
+    }
+}
+
+pub mod push {
+    pub mod v1 {
+        tonic::include_proto!("push.v1");
+    }
+}
+
+pub mod querier {
+    pub mod v1 {
+        tonic::include_proto!("querier.v1");
+    }
+}
+
+pub mod kiln {
+    pub mod ingester {
+        pub mod v1 {
+            tonic::include_proto!("kiln.ingester.v1");
+        }
+    }
+    pub mod metastore {
+        pub mod v1 {
+            tonic::include_proto!("kiln.metastore.v1");
+        }
+    }
+}
+
+pub mod json;
+
+/// Serialized `FileDescriptorSet` of every file in `proto/`.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptors.bin"));
