@@ -17,6 +17,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "querier/v1/querier.proto",
         "kiln/ingester/v1/ingester.proto",
         "kiln/metastore/v1/metastore.proto",
+        "kiln/block/v1/block.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={}", root.join(file).display());

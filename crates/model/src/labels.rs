@@ -150,9 +150,40 @@ pub fn is_legacy_label_name(name: &str) -> bool {
     chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// Parses a span id (16 hex digits, the 8 bytes of the id) into the
+/// little-endian integer Pyroscope matches `span_selector` values against.
+pub fn parse_span_id(hex: &str) -> Option<u64> {
+    if hex.len() != 16 {
+        return None;
+    }
+    let mut bytes = [0u8; 8];
+    for (i, b) in bytes.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(u64::from_le_bytes(bytes))
+}
+
+/// Formats a span id as [`parse_span_id`] reads it.
+pub fn format_span_id(id: u64) -> String {
+    id.to_le_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn span_ids_round_trip() {
+        assert_eq!(parse_span_id("0100000000000000"), Some(1));
+        assert_eq!(format_span_id(1), "0100000000000000");
+        let id = parse_span_id("9a3f0c55e1d2b4a7").unwrap();
+        assert_eq!(format_span_id(id), "9a3f0c55e1d2b4a7");
+        assert_eq!(parse_span_id("xyz"), None);
+        assert_eq!(parse_span_id("zz3f0c55e1d2b4a7"), None);
+    }
 
     #[test]
     fn keeps_labels_sorted_and_unique() {

@@ -51,6 +51,11 @@ pub mod kiln {
             tonic::include_proto!("kiln.metastore.v1");
         }
     }
+    pub mod block {
+        pub mod v1 {
+            tonic::include_proto!("kiln.block.v1");
+        }
+    }
 }
 
 pub mod json;

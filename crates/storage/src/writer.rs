@@ -1,0 +1,945 @@
+//! Building blocks: normalised profiles in, one encoded block object out.
+//!
+//! [`BlockBuilder`] deduplicates symbols per partition (one partition per
+//! `service_name`): functions, mappings and locations become dense local
+//! ids, and every stack becomes a node of the partition's parent-pointer
+//! tree, so a stack is stored once however many samples reference it. Each
+//! (profile, sample type, stack) with a non-zero value becomes one sample
+//! row. Rows are sorted so that Parquet row-group statistics on
+//! `partition`, `series_id` and `time_ns` prune scans.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, FixedSizeBinaryBuilder, Int64Array, ListBuilder, PrimitiveBuilder, RecordBatch,
+    StringArray, StringBuilder, UInt8Array, UInt32Array, UInt64Array,
+};
+use arrow::datatypes::{DataType, Field, Int64Type, SchemaRef, UInt32Type};
+use bytes::Bytes;
+use kiln_model::Labels;
+use kiln_model::labels::{LABEL_NAME, LABEL_SERVICE_NAME, UNKNOWN_SERVICE};
+use kiln_proto::google::v1::Profile;
+use kiln_proto::kiln::block::v1::{BlockFooter, Section};
+use kiln_proto::kiln::metastore::v1::{BlockMeta, Dataset};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use prost::Message;
+use rustc_hash::FxHashMap;
+use ulid::Ulid;
+
+use crate::schema::{self, SECTIONS};
+use crate::{FORMAT_VERSION, Result, StorageError};
+
+/// The trailer magic that ends every block object.
+pub const MAGIC: &[u8; 8] = b"KILNBLK1";
+/// Trailer length: footer length (u32 LE), CRC32 of the footer (u32 LE), magic.
+pub const TRAILER_LEN: usize = 16;
+
+/// A function as stored: name, system name, file name, start line.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FunctionRow {
+    /// Function name.
+    pub name: String,
+    /// System (mangled) name.
+    pub system_name: String,
+    /// Source file.
+    pub filename: String,
+    /// First line of the function.
+    pub start_line: i64,
+}
+
+/// A mapping as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct MappingRow {
+    /// Start address.
+    pub memory_start: u64,
+    /// End address.
+    pub memory_limit: u64,
+    /// Offset in the file.
+    pub file_offset: u64,
+    /// Binary file name.
+    pub filename: String,
+    /// Build id.
+    pub build_id: String,
+    /// Bit flags: has_functions, has_filenames, has_line_numbers, has_inline_frames.
+    pub flags: u8,
+}
+
+/// A location as stored. `mapping_id` is 1-based; 0 means no mapping.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct LocationRow {
+    /// Mapping (1-based local id, 0 = none).
+    pub mapping_id: u32,
+    /// Instruction address.
+    pub address: u64,
+    /// (function id, line) pairs, innermost first.
+    pub lines: Vec<(u32, i64)>,
+}
+
+/// Symbols of one partition (one service) while a block is being built.
+#[derive(Debug)]
+pub struct PartitionBuilder {
+    service: String,
+    functions: Vec<FunctionRow>,
+    function_index: FxHashMap<FunctionRow, u32>,
+    mappings: Vec<MappingRow>,
+    mapping_index: FxHashMap<MappingRow, u32>,
+    locations: Vec<LocationRow>,
+    location_index: FxHashMap<LocationRow, u32>,
+    stack_parents: Vec<u32>,
+    stack_locations: Vec<u32>,
+    stack_index: FxHashMap<(u32, u32), u32>,
+    profile_types: BTreeSet<String>,
+    min_time: i64,
+    max_time: i64,
+}
+
+impl PartitionBuilder {
+    fn new(service: String) -> Self {
+        PartitionBuilder {
+            service,
+            functions: Vec::new(),
+            function_index: FxHashMap::default(),
+            mappings: Vec::new(),
+            mapping_index: FxHashMap::default(),
+            locations: Vec::new(),
+            location_index: FxHashMap::default(),
+            stack_parents: vec![0],
+            stack_locations: vec![0],
+            stack_index: FxHashMap::default(),
+            profile_types: BTreeSet::new(),
+            min_time: i64::MAX,
+            max_time: i64::MIN,
+        }
+    }
+
+    /// The local id of a function, added if new.
+    pub fn function(&mut self, f: FunctionRow) -> u32 {
+        if let Some(&id) = self.function_index.get(&f) {
+            return id;
+        }
+        let id = self.functions.len() as u32;
+        self.functions.push(f.clone());
+        self.function_index.insert(f, id);
+        id
+    }
+
+    /// The 1-based local id of a mapping, added if new.
+    pub fn mapping(&mut self, m: MappingRow) -> u32 {
+        if let Some(&id) = self.mapping_index.get(&m) {
+            return id;
+        }
+        self.mappings.push(m.clone());
+        let id = self.mappings.len() as u32;
+        self.mapping_index.insert(m, id);
+        id
+    }
+
+    /// The local id of a location, added if new.
+    pub fn location(&mut self, l: LocationRow) -> u32 {
+        if let Some(&id) = self.location_index.get(&l) {
+            return id;
+        }
+        let id = self.locations.len() as u32;
+        self.locations.push(l.clone());
+        self.location_index.insert(l, id);
+        id
+    }
+
+    /// The stack node below `parent` for `location`, added if new. Node 0 is
+    /// the root; a stack's id is the id of its leaf node.
+    pub fn stack_child(&mut self, parent: u32, location: u32) -> u32 {
+        let next = self.stack_parents.len() as u32;
+        let id = *self.stack_index.entry((parent, location)).or_insert(next);
+        if id == next {
+            self.stack_parents.push(parent);
+            self.stack_locations.push(location);
+        }
+        id
+    }
+
+    /// Number of stack nodes including the root.
+    pub fn stack_nodes(&self) -> usize {
+        self.stack_parents.len()
+    }
+}
+
+#[derive(Debug)]
+struct SeriesEntry {
+    partition: u32,
+    profile_type: String,
+    labels: Labels,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ProfileRow {
+    series: u32,
+    time: i64,
+    id: Option<[u8; 16]>,
+    total: i64,
+    duration: i64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct SampleRow {
+    profile: u32,
+    stack: u32,
+    value: i64,
+    span: Option<u64>,
+}
+
+/// An encoded block and its metadata.
+#[derive(Debug, Clone)]
+pub struct EncodedBlock {
+    /// The whole object.
+    pub bytes: Bytes,
+    /// Its metadata (with `size` and `object_key` filled in).
+    pub meta: BlockMeta,
+}
+
+/// Accumulates profiles and encodes them as one block.
+#[derive(Debug)]
+pub struct BlockBuilder {
+    tenant: String,
+    shard: u32,
+    level: u32,
+    resolution_ns: i64,
+    partitions: Vec<PartitionBuilder>,
+    partition_index: FxHashMap<String, u32>,
+    series: Vec<SeriesEntry>,
+    series_index: FxHashMap<(u32, String, Labels), u32>,
+    profiles: Vec<ProfileRow>,
+    samples: Vec<SampleRow>,
+    max_row_group_rows: usize,
+    sources: Vec<String>,
+}
+
+impl BlockBuilder {
+    /// A builder for a raw block (segment or compacted raw data).
+    pub fn new(tenant: impl Into<String>, shard: u32, level: u32) -> Self {
+        BlockBuilder {
+            tenant: tenant.into(),
+            shard,
+            level,
+            resolution_ns: 0,
+            partitions: Vec::new(),
+            partition_index: FxHashMap::default(),
+            series: Vec::new(),
+            series_index: FxHashMap::default(),
+            profiles: Vec::new(),
+            samples: Vec::new(),
+            max_row_group_rows: 1 << 20,
+            sources: Vec::new(),
+        }
+    }
+
+    /// Marks the block as a roll-up tier with buckets of `resolution_ns`.
+    pub fn with_resolution(mut self, resolution_ns: i64) -> Self {
+        self.resolution_ns = resolution_ns;
+        self
+    }
+
+    /// Sets the largest number of rows per Parquet row group.
+    pub fn with_max_row_group_rows(mut self, rows: usize) -> Self {
+        self.max_row_group_rows = rows.max(1024);
+        self
+    }
+
+    /// Records the blocks this one is compacted from.
+    pub fn with_sources(mut self, sources: Vec<String>) -> Self {
+        self.sources = sources;
+        self
+    }
+
+    /// Number of sample rows so far.
+    pub fn sample_rows(&self) -> usize {
+        self.samples.len()
+    }
+
+    /// Number of profile rows so far.
+    pub fn profile_rows(&self) -> usize {
+        self.profiles.len()
+    }
+
+    /// Whether nothing was added.
+    pub fn is_empty(&self) -> bool {
+        self.profiles.is_empty()
+    }
+
+    /// The partition of a service, added if new.
+    pub fn partition(&mut self, service: &str) -> u32 {
+        if let Some(&p) = self.partition_index.get(service) {
+            return p;
+        }
+        let p = self.partitions.len() as u32;
+        self.partitions
+            .push(PartitionBuilder::new(service.to_owned()));
+        self.partition_index.insert(service.to_owned(), p);
+        p
+    }
+
+    /// Mutable access to a partition's symbols.
+    pub fn partition_mut(&mut self, partition: u32) -> &mut PartitionBuilder {
+        &mut self.partitions[partition as usize]
+    }
+
+    /// The (temporary) series id of (partition, profile type, labels).
+    pub fn series(&mut self, partition: u32, profile_type: &str, labels: &Labels) -> u32 {
+        let key = (partition, profile_type.to_owned(), labels.clone());
+        if let Some(&s) = self.series_index.get(&key) {
+            return s;
+        }
+        let s = self.series.len() as u32;
+        self.series.push(SeriesEntry {
+            partition,
+            profile_type: key.1.clone(),
+            labels: key.2.clone(),
+        });
+        self.series_index.insert(key, s);
+        self.partitions[partition as usize]
+            .profile_types
+            .insert(profile_type.to_owned());
+        s
+    }
+
+    /// Adds a profile row (one profile of one series, or one roll-up bucket);
+    /// returns its index for [`BlockBuilder::add_sample`].
+    pub fn add_profile_row(
+        &mut self,
+        series: u32,
+        time_ns: i64,
+        id: Option<[u8; 16]>,
+        duration_ns: i64,
+    ) -> u32 {
+        let p = self.series[series as usize].partition as usize;
+        let part = &mut self.partitions[p];
+        part.min_time = part.min_time.min(time_ns);
+        part.max_time = part.max_time.max(time_ns);
+        let idx = self.profiles.len() as u32;
+        self.profiles.push(ProfileRow {
+            series,
+            time: time_ns,
+            id,
+            total: 0,
+            duration: duration_ns,
+        });
+        idx
+    }
+
+    /// Adds `value` for `stack` to a profile row.
+    pub fn add_sample(&mut self, profile: u32, stack: u32, value: i64, span: Option<u64>) {
+        if value == 0 {
+            return;
+        }
+        self.profiles[profile as usize].total += value;
+        self.samples.push(SampleRow {
+            profile,
+            stack,
+            value,
+            span,
+        });
+    }
+
+    /// Adds a normalised pprof profile: one series per sample type.
+    pub fn add_pprof(
+        &mut self,
+        labels: &Labels,
+        id: Option<[u8; 16]>,
+        profile: &Profile,
+    ) -> Result<()> {
+        let strings = &profile.string_table;
+        let s = |i: i64| -> Result<&str> {
+            usize::try_from(i)
+                .ok()
+                .and_then(|i| strings.get(i))
+                .map(String::as_str)
+                .ok_or_else(|| {
+                    StorageError::InvalidProfile(format!("string index {i} out of range"))
+                })
+        };
+        let name = labels
+            .get(LABEL_NAME)
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| StorageError::InvalidProfile("profile has no __name__ label".into()))?;
+        let service = labels.get(LABEL_SERVICE_NAME).unwrap_or(UNKNOWN_SERVICE);
+        let (period_type, period_unit) = match &profile.period_type {
+            Some(vt) => (s(vt.r#type)?, s(vt.unit)?),
+            None => ("", ""),
+        };
+        let mut profile_types = Vec::with_capacity(profile.sample_type.len());
+        for st in &profile.sample_type {
+            profile_types.push(format!(
+                "{name}:{}:{}:{period_type}:{period_unit}",
+                s(st.r#type)?,
+                s(st.unit)?
+            ));
+        }
+        let p = self.partition(service);
+
+        let part = &mut self.partitions[p as usize];
+        let mut functions: FxHashMap<u64, u32> = FxHashMap::default();
+        for f in &profile.function {
+            let row = FunctionRow {
+                name: s(f.name)?.to_owned(),
+                system_name: s(f.system_name)?.to_owned(),
+                filename: s(f.filename)?.to_owned(),
+                start_line: f.start_line,
+            };
+            functions.insert(f.id, part.function(row));
+        }
+        let mut mappings: FxHashMap<u64, u32> = FxHashMap::default();
+        for m in &profile.mapping {
+            let flags = u8::from(m.has_functions)
+                | (u8::from(m.has_filenames) << 1)
+                | (u8::from(m.has_line_numbers) << 2)
+                | (u8::from(m.has_inline_frames) << 3);
+            let row = MappingRow {
+                memory_start: m.memory_start,
+                memory_limit: m.memory_limit,
+                file_offset: m.file_offset,
+                filename: s(m.filename)?.to_owned(),
+                build_id: s(m.build_id)?.to_owned(),
+                flags,
+            };
+            mappings.insert(m.id, part.mapping(row));
+        }
+        let mut locations: FxHashMap<u64, u32> = FxHashMap::default();
+        for l in &profile.location {
+            let mut lines = Vec::with_capacity(l.line.len());
+            for line in &l.line {
+                let f = *functions.get(&line.function_id).ok_or_else(|| {
+                    StorageError::InvalidProfile(format!(
+                        "location {} references missing function {}",
+                        l.id, line.function_id
+                    ))
+                })?;
+                lines.push((f, line.line));
+            }
+            let mapping_id = if l.mapping_id == 0 {
+                0
+            } else {
+                mappings.get(&l.mapping_id).copied().unwrap_or(0)
+            };
+            locations.insert(
+                l.id,
+                part.location(LocationRow {
+                    mapping_id,
+                    address: l.address,
+                    lines,
+                }),
+            );
+        }
+
+        let span_key = strings
+            .iter()
+            .position(|s| s == "span_id")
+            .map(|i| i as i64);
+        let mut rows: Vec<Option<u32>> = vec![None; profile.sample_type.len()];
+        for sample in &profile.sample {
+            let part = &mut self.partitions[p as usize];
+            let mut node = 0u32;
+            for loc in sample.location_id.iter().rev() {
+                let l = *locations.get(loc).ok_or_else(|| {
+                    StorageError::InvalidProfile(format!(
+                        "sample references missing location {loc}"
+                    ))
+                })?;
+                node = part.stack_child(node, l);
+            }
+            let span = match span_key {
+                Some(k) => sample
+                    .label
+                    .iter()
+                    .find(|l| l.key == k && l.str != 0)
+                    .and_then(|l| strings.get(l.str as usize))
+                    .and_then(|hex| kiln_model::labels::parse_span_id(hex)),
+                None => None,
+            };
+            for (i, &value) in sample.value.iter().enumerate().take(profile_types.len()) {
+                if value == 0 {
+                    continue;
+                }
+                let row = match rows[i] {
+                    Some(r) => r,
+                    None => {
+                        let series = self.series(p, &profile_types[i], labels);
+                        let r = self.add_profile_row(
+                            series,
+                            profile.time_nanos,
+                            id,
+                            profile.duration_nanos,
+                        );
+                        rows[i] = Some(r);
+                        r
+                    }
+                };
+                self.add_sample(row, node, value, span);
+            }
+        }
+        Ok(())
+    }
+
+    /// Encodes the block. `object_key` is recorded in the metadata.
+    pub fn finish(self, id: Ulid, object_key: String, created_at_ms: i64) -> Result<EncodedBlock> {
+        let BlockBuilder {
+            tenant,
+            shard,
+            level,
+            resolution_ns,
+            partitions,
+            series,
+            profiles,
+            mut samples,
+            max_row_group_rows,
+            sources,
+            ..
+        } = self;
+
+        // Final series order: (partition, profile type, labels).
+        let mut order: Vec<u32> = (0..series.len() as u32).collect();
+        order.sort_by(|a, b| {
+            let (x, y) = (&series[*a as usize], &series[*b as usize]);
+            (x.partition, &x.profile_type, &x.labels).cmp(&(
+                y.partition,
+                &y.profile_type,
+                &y.labels,
+            ))
+        });
+        let mut series_final = vec![0u32; series.len()];
+        for (new, &old) in order.iter().enumerate() {
+            series_final[old as usize] = new as u32;
+        }
+
+        // Final profile order: (series, time).
+        let mut porder: Vec<u32> = (0..profiles.len() as u32).collect();
+        porder.sort_by_key(|&i| {
+            let r = &profiles[i as usize];
+            (series_final[r.series as usize], r.time, i)
+        });
+        let mut profile_final = vec![0u32; profiles.len()];
+        for (new, &old) in porder.iter().enumerate() {
+            profile_final[old as usize] = new as u32;
+        }
+        samples.sort_unstable_by_key(|s| (profile_final[s.profile as usize], s.stack, s.span));
+
+        let mut min_time = i64::MAX;
+        let mut max_time = i64::MIN;
+        for p in &profiles {
+            min_time = min_time.min(p.time);
+            max_time = max_time.max(p.time);
+        }
+        if profiles.is_empty() {
+            min_time = 0;
+            max_time = 0;
+        }
+
+        let props = |rows: usize| {
+            WriterProperties::builder()
+                .set_compression(Compression::ZSTD(ZstdLevel::default()))
+                .set_max_row_group_row_count(Some(rows))
+                .set_statistics_enabled(EnabledStatistics::Page)
+                .build()
+        };
+
+        let mut out: Vec<u8> = Vec::new();
+        let mut sections = Vec::with_capacity(SECTIONS.len());
+        let mut push_section =
+            |name: &'static str, bytes: Vec<u8>, rows: usize, out: &mut Vec<u8>| {
+                sections.push(Section {
+                    name: name.to_owned(),
+                    offset: out.len() as u64,
+                    length: bytes.len() as u64,
+                    rows: rows as u64,
+                });
+                out.extend_from_slice(&bytes);
+            };
+
+        // series
+        {
+            let n = order.len();
+            let mut names =
+                ListBuilder::new(StringBuilder::new()).with_field(item_field(DataType::Utf8));
+            let mut values =
+                ListBuilder::new(StringBuilder::new()).with_field(item_field(DataType::Utf8));
+            let mut part = Vec::with_capacity(n);
+            let mut service = Vec::with_capacity(n);
+            let mut ptype = Vec::with_capacity(n);
+            let mut fps = Vec::with_capacity(n);
+            for &old in &order {
+                let e = &series[old as usize];
+                part.push(e.partition);
+                service.push(partitions[e.partition as usize].service.as_str());
+                ptype.push(e.profile_type.as_str());
+                for (k, v) in e.labels.iter() {
+                    names.values().append_value(k);
+                    values.values().append_value(v);
+                }
+                names.append(true);
+                values.append(true);
+                fps.push(e.labels.fingerprint());
+            }
+            let cols: Vec<ArrayRef> = vec![
+                Arc::new(UInt32Array::from_iter_values(0..n as u32)),
+                Arc::new(UInt32Array::from(part)),
+                Arc::new(StringArray::from(service)),
+                Arc::new(StringArray::from(ptype)),
+                Arc::new(names.finish()),
+                Arc::new(values.finish()),
+                Arc::new(UInt64Array::from(fps)),
+            ];
+            let bytes = encode(
+                schema::SERIES,
+                &schema::SERIES_SCHEMA,
+                cols,
+                props(max_row_group_rows),
+                &[],
+            )?;
+            push_section(schema::SERIES, bytes, n, &mut out);
+        }
+
+        // profiles
+        {
+            let n = porder.len();
+            let mut sid = Vec::with_capacity(n);
+            let mut time = Vec::with_capacity(n);
+            let mut ids = FixedSizeBinaryBuilder::with_capacity(n, 16);
+            let mut total = Vec::with_capacity(n);
+            let mut dur = Vec::with_capacity(n);
+            for &old in &porder {
+                let r = &profiles[old as usize];
+                sid.push(series_final[r.series as usize]);
+                time.push(r.time);
+                match r.id {
+                    Some(id) => ids.append_value(id).map_err(|source| StorageError::Arrow {
+                        section: schema::PROFILES,
+                        source,
+                    })?,
+                    None => ids.append_null(),
+                }
+                total.push(r.total);
+                dur.push(r.duration);
+            }
+            let cols: Vec<ArrayRef> = vec![
+                Arc::new(UInt32Array::from(sid)),
+                Arc::new(Int64Array::from(time)),
+                Arc::new(ids.finish()),
+                Arc::new(Int64Array::from(total)),
+                Arc::new(Int64Array::from(dur)),
+            ];
+            let bytes = encode(
+                schema::PROFILES,
+                &schema::PROFILES_SCHEMA,
+                cols,
+                props(max_row_group_rows),
+                &[],
+            )?;
+            push_section(schema::PROFILES, bytes, n, &mut out);
+        }
+
+        // samples
+        {
+            let n = samples.len();
+            let mut part = Vec::with_capacity(n);
+            let mut sid = Vec::with_capacity(n);
+            let mut time = Vec::with_capacity(n);
+            let mut pidx = Vec::with_capacity(n);
+            let mut stack = Vec::with_capacity(n);
+            let mut value = Vec::with_capacity(n);
+            let mut span = Vec::with_capacity(n);
+            for s in &samples {
+                let prof = &profiles[s.profile as usize];
+                let sf = series_final[prof.series as usize];
+                part.push(series[prof.series as usize].partition);
+                sid.push(sf);
+                time.push(prof.time);
+                pidx.push(profile_final[s.profile as usize]);
+                stack.push(s.stack);
+                value.push(s.value);
+                span.push(s.span);
+            }
+            let cols: Vec<ArrayRef> = vec![
+                Arc::new(UInt32Array::from(part)),
+                Arc::new(UInt32Array::from(sid)),
+                Arc::new(Int64Array::from(time)),
+                Arc::new(UInt32Array::from(pidx)),
+                Arc::new(UInt32Array::from(stack)),
+                Arc::new(Int64Array::from(value)),
+                Arc::new(UInt64Array::from(span)),
+            ];
+            let bytes = encode(
+                schema::SAMPLES,
+                &schema::SAMPLES_SCHEMA,
+                cols,
+                props(max_row_group_rows),
+                &[],
+            )?;
+            push_section(schema::SAMPLES, bytes, n, &mut out);
+        }
+
+        // Symbol sections: rows grouped by partition; a row group boundary is
+        // placed between partitions once a group holds enough rows, so that
+        // readers can skip other services' symbols in large blocks.
+        let boundaries = |counts: &[usize]| -> Vec<usize> {
+            let mut cuts = Vec::new();
+            let mut acc = 0;
+            let mut pos = 0;
+            for &c in counts {
+                pos += c;
+                acc += c;
+                if acc >= 8192 {
+                    cuts.push(pos);
+                    acc = 0;
+                }
+            }
+            cuts
+        };
+
+        // functions
+        {
+            let counts: Vec<usize> = partitions.iter().map(|p| p.functions.len()).collect();
+            let n: usize = counts.iter().sum();
+            let (mut part, mut ids, mut start) = (
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+            );
+            let (mut name, mut sys, mut file) = (
+                StringBuilder::new(),
+                StringBuilder::new(),
+                StringBuilder::new(),
+            );
+            for (pi, p) in partitions.iter().enumerate() {
+                for (i, f) in p.functions.iter().enumerate() {
+                    part.push(pi as u32);
+                    ids.push(i as u32);
+                    name.append_value(&f.name);
+                    sys.append_value(&f.system_name);
+                    file.append_value(&f.filename);
+                    start.push(f.start_line);
+                }
+            }
+            let cols: Vec<ArrayRef> = vec![
+                Arc::new(UInt32Array::from(part)),
+                Arc::new(UInt32Array::from(ids)),
+                Arc::new(name.finish()),
+                Arc::new(sys.finish()),
+                Arc::new(file.finish()),
+                Arc::new(Int64Array::from(start)),
+            ];
+            let bytes = encode(
+                schema::FUNCTIONS,
+                &schema::FUNCTIONS_SCHEMA,
+                cols,
+                props(usize::MAX),
+                &boundaries(&counts),
+            )?;
+            push_section(schema::FUNCTIONS, bytes, n, &mut out);
+        }
+
+        // mappings
+        {
+            let counts: Vec<usize> = partitions.iter().map(|p| p.mappings.len()).collect();
+            let n: usize = counts.iter().sum();
+            let mut part = Vec::with_capacity(n);
+            let mut ids = Vec::with_capacity(n);
+            let (mut ms, mut ml, mut fo, mut flags) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let (mut file, mut build) = (StringBuilder::new(), StringBuilder::new());
+            for (pi, p) in partitions.iter().enumerate() {
+                for (i, m) in p.mappings.iter().enumerate() {
+                    part.push(pi as u32);
+                    ids.push(i as u32 + 1);
+                    ms.push(m.memory_start);
+                    ml.push(m.memory_limit);
+                    fo.push(m.file_offset);
+                    file.append_value(&m.filename);
+                    build.append_value(&m.build_id);
+                    flags.push(m.flags);
+                }
+            }
+            let cols: Vec<ArrayRef> = vec![
+                Arc::new(UInt32Array::from(part)),
+                Arc::new(UInt32Array::from(ids)),
+                Arc::new(UInt64Array::from(ms)),
+                Arc::new(UInt64Array::from(ml)),
+                Arc::new(UInt64Array::from(fo)),
+                Arc::new(file.finish()),
+                Arc::new(build.finish()),
+                Arc::new(UInt8Array::from(flags)),
+            ];
+            let bytes = encode(
+                schema::MAPPINGS,
+                &schema::MAPPINGS_SCHEMA,
+                cols,
+                props(usize::MAX),
+                &boundaries(&counts),
+            )?;
+            push_section(schema::MAPPINGS, bytes, n, &mut out);
+        }
+
+        // locations
+        {
+            let counts: Vec<usize> = partitions.iter().map(|p| p.locations.len()).collect();
+            let n: usize = counts.iter().sum();
+            let (mut part, mut ids, mut maps, mut addrs) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let mut lf = ListBuilder::new(PrimitiveBuilder::<UInt32Type>::new())
+                .with_field(item_field(DataType::UInt32));
+            let mut ln = ListBuilder::new(PrimitiveBuilder::<Int64Type>::new())
+                .with_field(item_field(DataType::Int64));
+            for (pi, p) in partitions.iter().enumerate() {
+                for (i, l) in p.locations.iter().enumerate() {
+                    part.push(pi as u32);
+                    ids.push(i as u32);
+                    maps.push(l.mapping_id);
+                    addrs.push(l.address);
+                    for &(f, line) in &l.lines {
+                        lf.values().append_value(f);
+                        ln.values().append_value(line);
+                    }
+                    lf.append(true);
+                    ln.append(true);
+                }
+            }
+            let cols: Vec<ArrayRef> = vec![
+                Arc::new(UInt32Array::from(part)),
+                Arc::new(UInt32Array::from(ids)),
+                Arc::new(UInt32Array::from(maps)),
+                Arc::new(UInt64Array::from(addrs)),
+                Arc::new(lf.finish()),
+                Arc::new(ln.finish()),
+            ];
+            let bytes = encode(
+                schema::LOCATIONS,
+                &schema::LOCATIONS_SCHEMA,
+                cols,
+                props(usize::MAX),
+                &boundaries(&counts),
+            )?;
+            push_section(schema::LOCATIONS, bytes, n, &mut out);
+        }
+
+        // stacks
+        {
+            let counts: Vec<usize> = partitions.iter().map(|p| p.stack_parents.len()).collect();
+            let n: usize = counts.iter().sum();
+            let (mut part, mut ids, mut parents, mut locs) = (
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+            );
+            for (pi, p) in partitions.iter().enumerate() {
+                for i in 0..p.stack_parents.len() {
+                    part.push(pi as u32);
+                    ids.push(i as u32);
+                    parents.push(p.stack_parents[i]);
+                    locs.push(p.stack_locations[i]);
+                }
+            }
+            let cols: Vec<ArrayRef> = vec![
+                Arc::new(UInt32Array::from(part)),
+                Arc::new(UInt32Array::from(ids)),
+                Arc::new(UInt32Array::from(parents)),
+                Arc::new(UInt32Array::from(locs)),
+            ];
+            let bytes = encode(
+                schema::STACKS,
+                &schema::STACKS_SCHEMA,
+                cols,
+                props(usize::MAX),
+                &boundaries(&counts),
+            )?;
+            push_section(schema::STACKS, bytes, n, &mut out);
+        }
+
+        let datasets = partitions
+            .iter()
+            .map(|p| Dataset {
+                service_name: p.service.clone(),
+                profile_types: p.profile_types.iter().cloned().collect(),
+                min_time: if p.min_time == i64::MAX {
+                    0
+                } else {
+                    p.min_time
+                },
+                max_time: if p.max_time == i64::MIN {
+                    0
+                } else {
+                    p.max_time
+                },
+            })
+            .collect();
+        let mut meta = BlockMeta {
+            format_version: FORMAT_VERSION,
+            id: id.to_string(),
+            tenant,
+            shard,
+            min_time,
+            max_time,
+            level,
+            resolution: resolution_ns,
+            object_key,
+            size: 0,
+            datasets,
+            created_at: created_at_ms,
+            profiles: profiles.len() as u64,
+            samples: samples.len() as u64,
+            series: series.len() as u64,
+            sources,
+        };
+        let footer = BlockFooter {
+            format_version: FORMAT_VERSION,
+            meta: Some(meta.clone()),
+            sections,
+        }
+        .encode_to_vec();
+        let crc = crc32fast::hash(&footer);
+        out.extend_from_slice(&footer);
+        out.extend_from_slice(&(footer.len() as u32).to_le_bytes());
+        out.extend_from_slice(&crc.to_le_bytes());
+        out.extend_from_slice(MAGIC);
+        meta.size = out.len() as u64;
+        Ok(EncodedBlock {
+            bytes: Bytes::from(out),
+            meta,
+        })
+    }
+}
+
+fn item_field(dt: DataType) -> Arc<Field> {
+    Arc::new(Field::new("item", dt, false))
+}
+
+/// Encodes one section as a Parquet file, cutting row groups at `cuts`
+/// (row offsets) in addition to the row-count limit in `props`.
+fn encode(
+    section: &'static str,
+    schema: &SchemaRef,
+    columns: Vec<ArrayRef>,
+    props: WriterProperties,
+    cuts: &[usize],
+) -> Result<Vec<u8>> {
+    let batch = RecordBatch::try_new(Arc::clone(schema), columns)
+        .map_err(|source| StorageError::Arrow { section, source })?;
+    let perr = |source| StorageError::Parquet {
+        operation: "encode",
+        section,
+        source,
+    };
+    let mut writer =
+        ArrowWriter::try_new(Vec::new(), Arc::clone(schema), Some(props)).map_err(perr)?;
+    let mut start = 0;
+    for &cut in cuts.iter().chain(std::iter::once(&batch.num_rows())) {
+        if cut > start {
+            writer
+                .write(&batch.slice(start, cut - start))
+                .map_err(perr)?;
+            writer.flush().map_err(perr)?;
+            start = cut;
+        }
+    }
+    writer.into_inner().map_err(perr)
+}
