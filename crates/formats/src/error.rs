@@ -1,17 +1,148 @@
 //! Errors of the format layer.
+//!
+//! Every variant says what was wrong with the input; all of them are client
+//! mistakes. [`FormatError::TooLarge`] maps to HTTP 413, everything else to
+//! `invalid_argument`.
 
-use kiln_model::{ErrorCode, HasErrorCode};
+use kiln_model::{ErrorCode, HasErrorCode, ModelError};
 
 /// Why an input could not be turned into profiles.
 #[derive(Debug, thiserror::Error)]
 pub enum FormatError {
-    /// The input is malformed.
-    #[error("{0}")]
-    Invalid(String),
+    /// A gzip stream could not be inflated.
+    #[error("decompress gzip: {source}")]
+    Gzip {
+        /// The inflater's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Compressing an output with gzip failed.
+    #[error("compress gzip: {source}")]
+    Compress {
+        /// The deflater's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An input is larger than a byte limit allows.
+    #[error("{what} too large: more than {limit} bytes")]
+    TooLarge {
+        /// The byte limit that was exceeded.
+        limit: usize,
+        /// What was too large (`"profile"`, `"request body"`, ...).
+        what: &'static str,
+    },
+    /// A count limit (samples, labels per sample, stacks) was exceeded.
+    #[error("too many {what}: {actual} exceeds the limit of {limit}")]
+    LimitExceeded {
+        /// What was counted.
+        what: &'static str,
+        /// The limit.
+        limit: usize,
+        /// The count found (or the first count over the limit).
+        actual: usize,
+    },
+    /// The bytes are not a pprof protobuf (this includes invalid UTF-8 in
+    /// the string table).
+    #[error("decode pprof: {0}")]
+    DecodePprof(#[source] prost::DecodeError),
+    /// The pprof decoded but breaks a validation rule.
+    #[error("invalid profile: {0}")]
+    InvalidProfile(String),
+    /// The `/ingest` `name` parameter is missing or malformed.
+    #[error("invalid name {name:?}: {reason}")]
+    InvalidName {
+        /// The name as given (shortened if long).
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A query parameter has a value that cannot be used.
+    #[error("invalid query parameter {name}: {reason}")]
+    InvalidParam {
+        /// The parameter name.
+        name: &'static str,
+        /// What is wrong with its value.
+        reason: String,
+    },
+    /// A series label breaks a rule (missing `__name__`, too long, ...).
+    #[error("invalid label {name:?}: {reason}")]
+    InvalidLabel {
+        /// The label name (shortened if long).
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A line of a folded or lines body cannot be parsed.
+    #[error("parse line {line}: {reason}")]
+    Folded {
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong with the line.
+        reason: String,
+    },
+    /// The profile kind suffix of a legacy app name is unknown.
+    #[error("unknown profile type {0:?}")]
+    UnknownProfileKind(String),
+    /// The `sample_type_config` part is not valid JSON of the expected shape.
+    #[error("parse sample_type_config: {0}")]
+    SampleTypeConfig(#[source] serde_json::Error),
+    /// The body format is recognised but not (yet) supported.
+    #[error("unsupported ingest format {0:?}")]
+    UnsupportedFormat(String),
+    /// A multipart body lacks a required part or has a forbidden one.
+    #[error("multipart body: {0}")]
+    Multipart(String),
+    /// A model-level parse error (for example a time expression).
+    #[error(transparent)]
+    Model(#[from] ModelError),
 }
 
 impl HasErrorCode for FormatError {
     fn code(&self) -> ErrorCode {
-        ErrorCode::InvalidArgument
+        match self {
+            FormatError::TooLarge { .. } => ErrorCode::PayloadTooLarge,
+            _ => ErrorCode::InvalidArgument,
+        }
+    }
+}
+
+/// A short form of untrusted text for error messages: at most 64 characters.
+pub(crate) fn shorten(s: &str) -> String {
+    const MAX: usize = 64;
+    match s.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn too_large_is_413_everything_else_400() {
+        let e = FormatError::TooLarge {
+            limit: 10,
+            what: "profile",
+        };
+        assert_eq!(e.code(), ErrorCode::PayloadTooLarge);
+        assert_eq!(e.to_string(), "profile too large: more than 10 bytes");
+        let e = FormatError::InvalidProfile("x".into());
+        assert_eq!(e.code(), ErrorCode::InvalidArgument);
+        let e = FormatError::LimitExceeded {
+            what: "samples",
+            limit: 1,
+            actual: 2,
+        };
+        assert_eq!(e.code(), ErrorCode::InvalidArgument);
+    }
+
+    #[test]
+    fn shortens_long_text_on_char_boundaries() {
+        assert_eq!(shorten("abc"), "abc");
+        let long = "é".repeat(100);
+        let s = shorten(&long);
+        assert_eq!(s.chars().count(), 67);
+        assert!(s.ends_with("..."));
     }
 }
