@@ -1,1 +1,15 @@
-//! kiln-cluster
+//! How Kiln nodes find and call each other.
+//!
+//! - [`status`]: the single mapping between [`kiln_model::ErrorCode`] and
+//!   gRPC status codes, used by every role's `grpc.rs` and client;
+//! - [`ring`]: logical shards and the consistent-hash ring that assigns them
+//!   to ingesters, with virtual tokens and fail-over order;
+//! - [`clients`]: gRPC clients of the metastore and the ingesters, the only
+//!   way roles talk to each other (in `--target=all` too).
+
+pub mod clients;
+pub mod ring;
+pub mod status;
+
+pub use clients::{ClientError, IngesterClients, MetastoreClient};
+pub use ring::{Member, Ring, shard_for};
