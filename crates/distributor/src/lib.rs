@@ -1,1 +1,20 @@
-//! kiln-distributor
+//! The distributor: the stateless write entry point.
+//!
+//! It turns what agents send (`push.v1` requests, legacy `/ingest` bodies)
+//! into normalised profiles with `kiln-formats` — decompressing and parsing
+//! under size limits, validating, deriving profile types and labels — then
+//! routes each profile by (tenant, service) to the shard that owns it and
+//! sends it to the shard's ingester through the ingester gRPC client,
+//! failing over to the next ingester on the ring when one is unavailable.
+//! A request is acknowledged only when every ingester it touched has made
+//! its part durable.
+
+pub mod config;
+mod distributor;
+pub mod error;
+pub mod metrics;
+
+pub use config::DistributorConfig;
+pub use distributor::{Distributor, RingSource, StaticRing};
+pub use error::{DistributorError, Result};
+pub use metrics::DistributorMetrics;

@@ -432,13 +432,14 @@ impl BlockBuilder {
             );
         }
 
+        // Resolve every stack first, so that a bad sample fails the profile
+        // before any row of it is added.
         let span_key = strings
             .iter()
             .position(|s| s == "span_id")
             .map(|i| i as i64);
-        let mut rows: Vec<Option<u32>> = vec![None; profile.sample_type.len()];
+        let mut resolved: Vec<(u32, Option<u64>)> = Vec::with_capacity(profile.sample.len());
         for sample in &profile.sample {
-            let part = &mut self.partitions[p as usize];
             let mut node = 0u32;
             for loc in sample.location_id.iter().rev() {
                 let l = *locations.get(loc).ok_or_else(|| {
@@ -457,6 +458,11 @@ impl BlockBuilder {
                     .and_then(|hex| kiln_model::labels::parse_span_id(hex)),
                 None => None,
             };
+            resolved.push((node, span));
+        }
+
+        let mut rows: Vec<Option<u32>> = vec![None; profile.sample_type.len()];
+        for (sample, &(node, span)) in profile.sample.iter().zip(&resolved) {
             for (i, &value) in sample.value.iter().enumerate().take(profile_types.len()) {
                 if value == 0 {
                     continue;
@@ -942,4 +948,61 @@ fn encode(
         }
     }
     writer.into_inner().map_err(perr)
+}
+
+/// Checks that [`BlockBuilder::add_pprof`] can store `profile` under
+/// `labels`: a `__name__` label, string indexes in range, and every
+/// referenced function and location present.
+pub fn check_pprof(labels: &Labels, profile: &Profile) -> Result<()> {
+    let bad = |m: String| Err(StorageError::InvalidProfile(m));
+    if labels.get(LABEL_NAME).is_none_or(str::is_empty) {
+        return bad("profile has no __name__ label".into());
+    }
+    let n = profile.string_table.len() as i64;
+    let ok = |i: i64| (0..n).contains(&i);
+    let types = profile
+        .sample_type
+        .iter()
+        .map(|v| (v.r#type, v.unit))
+        .chain(profile.period_type.iter().map(|v| (v.r#type, v.unit)));
+    for (t, u) in types {
+        if !ok(t) || !ok(u) {
+            return bad(format!("value type references string {t}/{u} of {n}"));
+        }
+    }
+    let mut functions = rustc_hash::FxHashSet::default();
+    for f in &profile.function {
+        if !ok(f.name) || !ok(f.system_name) || !ok(f.filename) {
+            return bad(format!("function {} references a missing string", f.id));
+        }
+        functions.insert(f.id);
+    }
+    for m in &profile.mapping {
+        if !ok(m.filename) || !ok(m.build_id) {
+            return bad(format!("mapping {} references a missing string", m.id));
+        }
+    }
+    let mut locations = rustc_hash::FxHashSet::default();
+    for l in &profile.location {
+        if let Some(line) = l
+            .line
+            .iter()
+            .find(|line| !functions.contains(&line.function_id))
+        {
+            return bad(format!(
+                "location {} references missing function {}",
+                l.id, line.function_id
+            ));
+        }
+        locations.insert(l.id);
+    }
+    for s in &profile.sample {
+        if let Some(l) = s.location_id.iter().find(|l| !locations.contains(l)) {
+            return bad(format!("sample references missing location {l}"));
+        }
+        if s.label.iter().any(|l| !ok(l.key) || !ok(l.str)) {
+            return bad("sample label references a missing string".into());
+        }
+    }
+    Ok(())
 }

@@ -1,0 +1,258 @@
+//! Parsing, routing and fan-out.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use futures::future::try_join_all;
+use kiln_cluster::{IngesterClients, Ring, shard_for};
+use kiln_formats::ingest::{IngestBody, IngestParams, profiles_from_ingest};
+use kiln_formats::push::profiles_from_push_series;
+use kiln_formats::{FormatError, Limits, SeriesProfile};
+use kiln_model::labels::{LABEL_SERVICE_NAME, UNKNOWN_SERVICE};
+use kiln_model::{HasErrorCode, TenantId};
+use kiln_proto::kiln::ingester::v1::{
+    Profile as IngesterProfile, PushRequest as IngesterPushRequest,
+};
+use kiln_proto::push::v1::PushRequest;
+use kiln_proto::types::v1::LabelPair;
+
+use crate::metrics::{DiscardLabels, TenantLabels};
+use crate::{DistributorConfig, DistributorError, DistributorMetrics, Result};
+
+/// Where the distributor learns the current ring of ingesters.
+pub trait RingSource: Send + Sync + std::fmt::Debug {
+    /// The ring as currently known.
+    fn ring(&self) -> Arc<Ring>;
+}
+
+/// A ring that never changes (single node, or a fixed list).
+#[derive(Debug)]
+pub struct StaticRing(pub Arc<Ring>);
+
+impl RingSource for StaticRing {
+    fn ring(&self) -> Arc<Ring> {
+        Arc::clone(&self.0)
+    }
+}
+
+/// The distributor role.
+#[derive(Debug, Clone)]
+pub struct Distributor {
+    config: DistributorConfig,
+    limits: Limits,
+    ring: Arc<dyn RingSource>,
+    clients: Arc<IngesterClients>,
+    metrics: DistributorMetrics,
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or_default()
+}
+
+impl Distributor {
+    /// A distributor routing over `ring` through `clients`.
+    pub fn new(
+        config: DistributorConfig,
+        limits: Limits,
+        ring: Arc<dyn RingSource>,
+        clients: Arc<IngesterClients>,
+        metrics: DistributorMetrics,
+    ) -> Self {
+        Distributor {
+            config,
+            limits,
+            ring,
+            clients,
+            metrics,
+        }
+    }
+
+    /// The limits applied to writes.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Handles a `push.v1.PusherService/Push` request.
+    pub async fn push(
+        &self,
+        tenant: &TenantId,
+        request: PushRequest,
+        request_bytes: usize,
+    ) -> Result<()> {
+        self.count_bytes(tenant, request_bytes);
+        let limits = self.limits.clone();
+        let parsed = tokio::task::spawn_blocking(move || -> Result<Vec<SeriesProfile>> {
+            let now = now_ns();
+            let mut out = Vec::new();
+            let mut uncompressed = 0usize;
+            for series in &request.series {
+                for sample in &series.samples {
+                    let profiles = profiles_from_push_series(
+                        &series.labels,
+                        &sample.raw_profile,
+                        &limits,
+                        now,
+                    )?;
+                    uncompressed += sample.raw_profile.len();
+                    if uncompressed > limits.max_body_bytes {
+                        return Err(FormatError::TooLarge {
+                            limit: limits.max_body_bytes,
+                            what: "push request",
+                        }
+                        .into());
+                    }
+                    out.extend(profiles);
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| DistributorError::Internal(e.to_string()))?;
+        let profiles = self.observe(tenant, parsed)?;
+        self.send(tenant, profiles).await
+    }
+
+    /// Handles a legacy `/ingest` request.
+    pub async fn ingest(
+        &self,
+        tenant: &TenantId,
+        params: IngestParams,
+        content_type: Option<String>,
+        body: IngestBody,
+    ) -> Result<()> {
+        self.count_bytes(tenant, body.len());
+        let limits = self.limits.clone();
+        let parsed = tokio::task::spawn_blocking(move || {
+            profiles_from_ingest(&params, content_type.as_deref(), body, &limits, now_ns())
+                .map_err(DistributorError::from)
+        })
+        .await
+        .map_err(|e| DistributorError::Internal(e.to_string()))?;
+        let profiles = self.observe(tenant, parsed)?;
+        self.send(tenant, profiles).await
+    }
+
+    fn count_bytes(&self, tenant: &TenantId, bytes: usize) {
+        self.metrics
+            .received_bytes
+            .get_or_create(&TenantLabels {
+                tenant: tenant.to_string(),
+            })
+            .inc_by(bytes as u64);
+    }
+
+    fn observe(
+        &self,
+        tenant: &TenantId,
+        parsed: Result<Vec<SeriesProfile>>,
+    ) -> Result<Vec<SeriesProfile>> {
+        match parsed {
+            Ok(p) => {
+                self.metrics
+                    .received_profiles
+                    .get_or_create(&TenantLabels {
+                        tenant: tenant.to_string(),
+                    })
+                    .inc_by(p.len() as u64);
+                Ok(p)
+            }
+            Err(e) => {
+                let reason = match &e {
+                    DistributorError::Format(FormatError::TooLarge { .. }) => "profile_size_limit",
+                    _ if e.code() == kiln_model::ErrorCode::InvalidArgument => "malformed_profile",
+                    _ => "internal",
+                };
+                self.metrics
+                    .discarded_requests
+                    .get_or_create(&DiscardLabels {
+                        tenant: tenant.to_string(),
+                        reason: reason.into(),
+                    })
+                    .inc();
+                Err(e)
+            }
+        }
+    }
+
+    /// Routes profiles to their shards and waits for every ingester.
+    async fn send(&self, tenant: &TenantId, profiles: Vec<SeriesProfile>) -> Result<()> {
+        if profiles.is_empty() {
+            return Ok(());
+        }
+        let mut by_shard: BTreeMap<u32, Vec<IngesterProfile>> = BTreeMap::new();
+        for p in profiles {
+            let service = p
+                .labels
+                .get(LABEL_SERVICE_NAME)
+                .unwrap_or(UNKNOWN_SERVICE)
+                .to_owned();
+            let spread = if self.config.service_spread > 1 {
+                (p.labels.fingerprint() % u64::from(self.config.service_spread)) as u32
+            } else {
+                0
+            };
+            let shard = shard_for(tenant.as_str(), &service, spread, self.config.shards);
+            let labels = p
+                .labels
+                .iter()
+                .map(|(n, v)| LabelPair {
+                    name: n.to_owned(),
+                    value: v.to_owned(),
+                })
+                .collect();
+            by_shard.entry(shard).or_default().push(IngesterProfile {
+                labels,
+                id: uuid::Uuid::new_v4().into_bytes().to_vec(),
+                profile: Some(p.profile),
+                annotations: Vec::new(),
+            });
+        }
+        let ring = self.ring.ring();
+        let sends = by_shard.into_iter().map(|(shard, profiles)| {
+            let request = IngesterPushRequest {
+                tenant: tenant.to_string(),
+                shard,
+                profiles,
+            };
+            self.send_shard(&ring, shard, request)
+        });
+        let timeout = self.config.push_timeout;
+        tokio::time::timeout(timeout, try_join_all(sends))
+            .await
+            .map_err(|_| DistributorError::Timeout(timeout))??;
+        Ok(())
+    }
+
+    /// Sends one shard's profiles to its owner, failing over to the next
+    /// ingesters on the ring while the error is "unavailable".
+    async fn send_shard(
+        &self,
+        ring: &Ring,
+        shard: u32,
+        request: IngesterPushRequest,
+    ) -> Result<()> {
+        let owners = ring.owners(shard);
+        if owners.is_empty() {
+            return Err(DistributorError::NoIngester { shard });
+        }
+        let mut last = None;
+        for member in owners {
+            match self.clients.push(&member.addr, request.clone()).await {
+                Ok(_) => return Ok(()),
+                Err(e) if e.code() == kiln_model::ErrorCode::Unavailable => {
+                    tracing::warn!(shard, ingester = %member.id, error = %e, "ingester unavailable, trying the next one");
+                    last = Some(e);
+                }
+                Err(e) => return Err(DistributorError::Ingester { shard, source: e }),
+            }
+        }
+        match last {
+            Some(source) => Err(DistributorError::Ingester { shard, source }),
+            None => Err(DistributorError::NoIngester { shard }),
+        }
+    }
+}
