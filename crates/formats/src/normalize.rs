@@ -72,7 +72,7 @@ pub fn normalize(
     }
 
     let samples = std::mem::take(&mut profile.sample);
-    let mut strings = AppendedStrings::new(&profile.string_table);
+    let mut strings = SpanStrings::new(profile.string_table.len());
     let mut groups: BTreeMap<Labels, SampleGroup> = BTreeMap::new();
     for mut sample in samples {
         if sample.value.iter().all(|&v| v == 0) {
@@ -83,10 +83,10 @@ pub fn normalize(
             let cut = sample.location_id.len() - limits.max_stack_depth;
             sample.location_id.drain(..cut);
         }
-        let (promoted, span_id) = split_sample_labels(&profile, &sample.label, &series_labels);
-        let span_label = span_id.map(|value| Label {
-            key: strings.index(&profile.string_table, SPAN_ID),
-            str: strings.index(&profile.string_table, &value),
+        let (promoted, span) = split_sample_labels(&profile, &sample.label, &series_labels);
+        let span_label = span.map(|span| Label {
+            key: strings.index(SPAN_ID, span.key_index),
+            str: strings.index(&span.value, span.value_index),
             ..Label::default()
         });
         groups
@@ -178,15 +178,25 @@ pub fn is_span_id(value: &str) -> bool {
     value.len() == 16 && value.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// The span id of a sample, with the string indexes that can be reused.
+struct SpanLabel {
+    /// The index of the key if it already reads `span_id`.
+    key_index: Option<i64>,
+    /// The lowercased id.
+    value: String,
+    /// The index of the value if it was lowercase already.
+    value_index: Option<i64>,
+}
+
 /// Splits a sample's labels into the labels to promote to the series and
-/// the lowercased span id to keep on the sample.
+/// the span id to keep on the sample.
 fn split_sample_labels(
     profile: &Profile,
     labels: &[Label],
     series_labels: &Labels,
-) -> (Labels, Option<String>) {
+) -> (Labels, Option<SpanLabel>) {
     let mut promoted = Labels::default();
-    let mut span_id = None;
+    let mut span = None;
     for l in labels {
         // validated: indexes are in bounds
         let key = pprof::string_or_empty(profile, l.key);
@@ -197,8 +207,13 @@ fn split_sample_labels(
         }
         match key {
             SPAN_ID | PROFILE_ID => {
-                if span_id.is_none() && is_span_id(value) {
-                    span_id = Some(value.to_ascii_lowercase());
+                if span.is_none() && is_span_id(value) {
+                    let lower = value.to_ascii_lowercase();
+                    span = Some(SpanLabel {
+                        key_index: (key == SPAN_ID).then_some(l.key),
+                        value_index: (lower == value).then_some(l.str),
+                        value: lower,
+                    });
                 }
             }
             TRACE_ID => {}
@@ -206,7 +221,7 @@ fn split_sample_labels(
             _ => promoted.set(key, value),
         }
     }
-    (promoted, span_id)
+    (promoted, span)
 }
 
 /// Keeps the last `max` bytes of every longer string (on a char boundary).
@@ -220,36 +235,35 @@ fn truncate_long_strings(strings: &mut [String], max: usize) {
     }
 }
 
-/// Strings to append to a string table, looked up before they are added.
-struct AppendedStrings {
+/// One canonical string-table index per span-id string, so that equal
+/// ids merge even when the table holds duplicates; strings the table lacks
+/// are appended.
+struct SpanStrings {
     base_len: usize,
     added: Vec<String>,
-    index: FxHashMap<String, i64>,
+    canonical: FxHashMap<String, i64>,
 }
 
-impl AppendedStrings {
-    fn new(table: &[String]) -> Self {
-        AppendedStrings {
-            base_len: table.len(),
+impl SpanStrings {
+    fn new(base_len: usize) -> Self {
+        SpanStrings {
+            base_len,
             added: Vec::new(),
-            index: FxHashMap::default(),
+            canonical: FxHashMap::default(),
         }
     }
 
-    /// The index of `s`: an existing entry of `table` if there is one
-    /// (found by a scan done once per distinct string), else a new one.
-    fn index(&mut self, table: &[String], s: &str) -> i64 {
-        if let Some(&i) = self.index.get(s) {
+    /// The index to use for `s`; `existing` is an index already holding
+    /// `s`, if the caller knows one.
+    fn index(&mut self, s: &str, existing: Option<i64>) -> i64 {
+        if let Some(&i) = self.canonical.get(s) {
             return i;
         }
-        let i = match table.iter().position(|t| t == s) {
-            Some(i) => i as i64,
-            None => {
-                self.added.push(s.to_owned());
-                (self.base_len + self.added.len() - 1) as i64
-            }
-        };
-        self.index.insert(s.to_owned(), i);
+        let i = existing.unwrap_or_else(|| {
+            self.added.push(s.to_owned());
+            (self.base_len + self.added.len() - 1) as i64
+        });
+        self.canonical.insert(s.to_owned(), i);
         i
     }
 
