@@ -1,0 +1,63 @@
+//! Querier metrics.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of per-method metrics.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MethodLabels {
+    /// Query method (`SelectMergeStacktraces`, ...).
+    pub method: String,
+}
+
+/// Metrics of one querier.
+#[derive(Debug, Clone)]
+pub struct QuerierMetrics {
+    /// Query duration by method.
+    pub query_duration: Family<MethodLabels, Histogram>,
+    /// Blocks read by queries.
+    pub blocks_read: Counter,
+    /// Cache hits of series tables and symbols.
+    pub cache_hits: Counter,
+    /// Cache misses.
+    pub cache_misses: Counter,
+}
+
+impl QuerierMetrics {
+    /// Creates the metrics and registers them.
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = QuerierMetrics {
+            query_duration: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.001, 2.0, 16))
+            }),
+            blocks_read: Counter::default(),
+            cache_hits: Counter::default(),
+            cache_misses: Counter::default(),
+        };
+        let r = registry.sub_registry_with_prefix("kiln_querier");
+        r.register(
+            "query_duration_seconds",
+            "Query latency by method",
+            m.query_duration.clone(),
+        );
+        r.register(
+            "blocks_read",
+            "Blocks read by queries",
+            m.blocks_read.clone(),
+        );
+        r.register(
+            "cache_hits",
+            "Hits of the block series/symbol cache",
+            m.cache_hits.clone(),
+        );
+        r.register(
+            "cache_misses",
+            "Misses of the block series/symbol cache",
+            m.cache_misses.clone(),
+        );
+        m
+    }
+}

@@ -1,0 +1,958 @@
+//! The query API.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::stream::{self, StreamExt, TryStreamExt};
+use kiln_cluster::MetastoreClient;
+use kiln_model::labels::is_legacy_label_name;
+use kiln_model::timeseries::Buckets;
+use kiln_model::{FlameGraph, FlameGraphDiff, ProfileType, Selector, StackTree, TenantId};
+use kiln_proto::google::v1::Profile;
+use kiln_proto::kiln::metastore::v1::{BlockMeta, QueryBlocksRequest};
+use kiln_proto::querier::v1 as q;
+use kiln_proto::types::v1 as t;
+use kiln_storage::{BlockReader, PartitionSymbols, SeriesRow};
+use object_store::ObjectStore;
+
+use crate::cache::Cache;
+use crate::plan::{full_labels, matches_all, pinned_services, series_label};
+use crate::pprof_out::tree_to_pprof;
+use crate::resolve::{FrameMode, add_stacks};
+use crate::scan::{SampleFilter, Scanner};
+use crate::{QuerierConfig, QuerierError, QuerierMetrics, Result};
+
+const NS_PER_MS: i64 = 1_000_000;
+
+/// A merge query: which profiles to merge into one tree.
+#[derive(Debug, Clone)]
+pub struct TreeQuery {
+    /// The profile type to read.
+    pub profile_type: ProfileType,
+    /// Series selector (all matchers must hold).
+    pub selector: Selector,
+    /// Inclusive start, ms since the epoch.
+    pub start_ms: i64,
+    /// Inclusive end, ms since the epoch.
+    pub end_ms: i64,
+    /// Keep only stacks starting with these frames (root first).
+    pub call_site: Vec<String>,
+    /// Keep only samples of these span ids.
+    pub span_ids: Option<Vec<u64>>,
+    /// Keep only these profiles (UUIDs).
+    pub profile_ids: Option<Vec<[u8; 16]>>,
+}
+
+/// The querier role.
+pub struct Querier {
+    config: QuerierConfig,
+    metastore: MetastoreClient,
+    store: Arc<dyn ObjectStore>,
+    scanner: Scanner,
+    metrics: QuerierMetrics,
+    readers: Cache<String, BlockReader>,
+    series: Cache<String, Vec<SeriesRow>>,
+    symbols: Cache<(String, u32), PartitionSymbols>,
+}
+
+impl std::fmt::Debug for Querier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Querier")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn ms_range_to_ns(start_ms: i64, end_ms: i64) -> (i64, i64) {
+    (
+        start_ms.saturating_mul(NS_PER_MS),
+        end_ms
+            .saturating_mul(NS_PER_MS)
+            .saturating_add(NS_PER_MS - 1),
+    )
+}
+
+fn parse_selectors(matchers: &[String]) -> Result<Vec<Selector>> {
+    matchers
+        .iter()
+        .map(|m| Selector::parse(m).map_err(QuerierError::from))
+        .collect()
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+impl Querier {
+    /// A querier reading blocks listed by `metastore` from `store`.
+    pub fn new(
+        config: QuerierConfig,
+        metastore: MetastoreClient,
+        store: Arc<dyn ObjectStore>,
+        metrics: QuerierMetrics,
+    ) -> Result<Self> {
+        let cache = config.cache_size.as_u64() as usize;
+        Ok(Querier {
+            scanner: Scanner::new(Arc::clone(&store))?,
+            readers: Cache::new(cache / 8),
+            series: Cache::new(cache / 4),
+            symbols: Cache::new(cache / 2),
+            config,
+            metastore,
+            store,
+            metrics,
+        })
+    }
+
+    fn observe(&self, method: &str, started: Instant) {
+        self.metrics
+            .query_duration
+            .get_or_create(&crate::metrics::MethodLabels {
+                method: method.to_owned(),
+            })
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    /// Checks a time range against the rules.
+    fn check_range(&self, start_ms: i64, end_ms: i64) -> Result<()> {
+        if start_ms == 0 || end_ms == 0 {
+            return Err(QuerierError::InvalidRequest(
+                "missing time range: start and end are required".into(),
+            ));
+        }
+        if start_ms > end_ms {
+            return Err(QuerierError::InvalidRequest(format!(
+                "invalid time range: start {start_ms} is after end {end_ms}"
+            )));
+        }
+        let max = self.config.max_query_length;
+        if !max.is_zero() && (end_ms - start_ms) as u128 > max.as_millis() {
+            return Err(QuerierError::InvalidRequest(format!(
+                "the query time range exceeds the limit (querier.max_query_length {})",
+                humantime_like(max)
+            )));
+        }
+        Ok(())
+    }
+
+    /// The node budget of a request: default when absent or 0.
+    pub fn max_nodes(&self, requested: Option<i64>) -> Result<usize> {
+        match requested {
+            None | Some(0) => Ok(self.config.max_nodes_default as usize),
+            Some(n) if n < 0 => Err(QuerierError::InvalidRequest(format!(
+                "max_nodes must not be negative, got {n}"
+            ))),
+            Some(n) if n > self.config.max_nodes_max => Err(QuerierError::InvalidRequest(format!(
+                "max_nodes {n} exceeds the limit {}",
+                self.config.max_nodes_max
+            ))),
+            Some(n) => Ok(n as usize),
+        }
+    }
+
+    async fn blocks(
+        &self,
+        tenants: &[TenantId],
+        start_ns: i64,
+        end_ns: i64,
+        services: Option<Vec<String>>,
+    ) -> Result<Vec<BlockMeta>> {
+        let services = match services {
+            Some(s) if s.is_empty() => return Ok(Vec::new()),
+            Some(s) => s,
+            None => Vec::new(),
+        };
+        let request = QueryBlocksRequest {
+            tenants: tenants.iter().map(|t| t.to_string()).collect(),
+            start: start_ns,
+            end: end_ns,
+            service_names: services,
+        };
+        Ok(self
+            .metastore
+            .query_blocks(request)
+            .await
+            .map_err(QuerierError::Metastore)?
+            .blocks)
+    }
+
+    async fn reader(&self, block: &BlockMeta) -> Result<Arc<BlockReader>> {
+        if let Some(r) = self.readers.get(&block.id) {
+            return Ok(r);
+        }
+        let r = BlockReader::open(
+            Arc::clone(&self.store),
+            &block.object_key,
+            Some(block.size).filter(|s| *s > 0),
+        )
+        .await
+        .map_err(|source| QuerierError::Storage {
+            block: block.id.clone(),
+            source,
+        })?;
+        let r = Arc::new(r);
+        self.readers.insert(block.id.clone(), Arc::clone(&r), 4096);
+        self.metrics.blocks_read.inc();
+        Ok(r)
+    }
+
+    async fn block_series(
+        &self,
+        block: &BlockMeta,
+        reader: &BlockReader,
+    ) -> Result<Arc<Vec<SeriesRow>>> {
+        if let Some(s) = self.series.get(&block.id) {
+            self.metrics.cache_hits.inc();
+            return Ok(s);
+        }
+        self.metrics.cache_misses.inc();
+        let rows = reader
+            .series()
+            .await
+            .map_err(|source| QuerierError::Storage {
+                block: block.id.clone(),
+                source,
+            })?;
+        let bytes: usize = rows
+            .iter()
+            .map(|r| {
+                64 + r.profile_type.len()
+                    + r.labels
+                        .iter()
+                        .map(|(n, v)| n.len() + v.len() + 48)
+                        .sum::<usize>()
+            })
+            .sum();
+        let rows = Arc::new(rows);
+        self.series
+            .insert(block.id.clone(), Arc::clone(&rows), bytes);
+        Ok(rows)
+    }
+
+    async fn partition_symbols(
+        &self,
+        block: &BlockMeta,
+        reader: &BlockReader,
+        partition: u32,
+    ) -> Result<Arc<PartitionSymbols>> {
+        let key = (block.id.clone(), partition);
+        if let Some(s) = self.symbols.get(&key) {
+            self.metrics.cache_hits.inc();
+            return Ok(s);
+        }
+        self.metrics.cache_misses.inc();
+        let sym = reader
+            .symbols(partition)
+            .await
+            .map_err(|source| QuerierError::Storage {
+                block: block.id.clone(),
+                source,
+            })?;
+        let bytes = sym.approx_bytes();
+        let sym = Arc::new(sym);
+        self.symbols.insert(key, Arc::clone(&sym), bytes);
+        Ok(sym)
+    }
+
+    /// Merges the matching profiles of one block into a tree.
+    async fn block_tree(
+        &self,
+        block: &BlockMeta,
+        query: &TreeQuery,
+        mode: FrameMode,
+    ) -> Result<StackTree> {
+        let mut tree = StackTree::new();
+        let type_id = query.profile_type.id();
+        if !block
+            .datasets
+            .iter()
+            .any(|d| d.profile_types.contains(&type_id))
+        {
+            return Ok(tree);
+        }
+        let reader = self.reader(block).await?;
+        let series = self.block_series(block, &reader).await?;
+        let selectors = std::slice::from_ref(&query.selector);
+        let ids: Vec<u32> = series
+            .iter()
+            .filter(|r| r.profile_type == type_id && matches_all(r, selectors))
+            .map(|r| r.series_id)
+            .collect();
+        if ids.is_empty() {
+            return Ok(tree);
+        }
+        let (start_ns, end_ns) = ms_range_to_ns(query.start_ms, query.end_ms);
+        let profiles = match &query.profile_ids {
+            Some(wanted) => Some(self.scanner.profile_rows(&reader, wanted).await?),
+            None => None,
+        };
+        let filter = SampleFilter {
+            series: ids,
+            start_ns,
+            end_ns,
+            spans: query.span_ids.clone(),
+            profiles,
+        };
+        let rows = self.scanner.stack_values(&reader, &filter).await?;
+        let mut by_partition: BTreeMap<u32, Vec<(u32, i64)>> = BTreeMap::new();
+        for (p, s, v) in rows {
+            by_partition.entry(p).or_default().push((s, v));
+        }
+        for (p, stacks) in by_partition {
+            let sym = self.partition_symbols(block, &reader, p).await?;
+            let sym2 = Arc::clone(&sym);
+            tree = tokio::task::spawn_blocking(move || {
+                add_stacks(&mut tree, &sym2, &stacks, mode);
+                tree
+            })
+            .await
+            .map_err(|e| QuerierError::Internal(e.to_string()))?;
+        }
+        Ok(tree)
+    }
+
+    /// Merges every profile matching `query` into one tree of function names.
+    pub async fn merge_tree(&self, tenants: &[TenantId], query: &TreeQuery) -> Result<StackTree> {
+        self.merge_tree_with(tenants, query, FrameMode::Function)
+            .await
+    }
+
+    async fn merge_tree_with(
+        &self,
+        tenants: &[TenantId],
+        query: &TreeQuery,
+        mode: FrameMode,
+    ) -> Result<StackTree> {
+        self.check_range(query.start_ms, query.end_ms)?;
+        let (start_ns, end_ns) = ms_range_to_ns(query.start_ms, query.end_ms);
+        let blocks = self
+            .blocks(
+                tenants,
+                start_ns,
+                end_ns,
+                pinned_services(std::slice::from_ref(&query.selector)),
+            )
+            .await?;
+        let timeout = self.config.query_timeout;
+        let work = stream::iter(blocks.iter())
+            .map(|b| self.block_tree(b, query, mode))
+            .buffer_unordered(self.config.block_concurrency)
+            .try_fold(StackTree::new(), |mut acc, t| async move {
+                if acc.node_count() < t.node_count() {
+                    let mut t = t;
+                    t.merge(&acc);
+                    return Ok(t);
+                }
+                acc.merge(&t);
+                Ok(acc)
+            });
+        let mut tree = tokio::time::timeout(timeout, work)
+            .await
+            .map_err(|_| QuerierError::Timeout(timeout))??;
+        if !query.call_site.is_empty() {
+            tree = select_call_site(&tree, &query.call_site);
+        }
+        Ok(tree)
+    }
+
+    fn tree_query(
+        &self,
+        profile_type_id: &str,
+        label_selector: &str,
+        start: i64,
+        end: i64,
+        stack_trace_selector: Option<&t::StackTraceSelector>,
+    ) -> Result<TreeQuery> {
+        let profile_type = ProfileType::parse(profile_type_id)?;
+        let selector = Selector::parse(label_selector)?;
+        Ok(TreeQuery {
+            profile_type,
+            selector,
+            start_ms: start,
+            end_ms: end,
+            call_site: stack_trace_selector
+                .map(|s| s.call_site.iter().map(|l| l.name.clone()).collect())
+                .unwrap_or_default(),
+            span_ids: None,
+            profile_ids: None,
+        })
+    }
+
+    /// `SelectMergeStacktraces`.
+    pub async fn select_merge_stacktraces(
+        &self,
+        tenants: &[TenantId],
+        req: q::SelectMergeStacktracesRequest,
+    ) -> Result<q::SelectMergeStacktracesResponse> {
+        let started = Instant::now();
+        let max_nodes = self.max_nodes(req.max_nodes)?;
+        let mut query = self.tree_query(
+            &req.profile_type_id,
+            &req.label_selector,
+            req.start,
+            req.end,
+            req.stack_trace_selector.as_ref(),
+        )?;
+        if !req.profile_id_selector.is_empty() {
+            let mut ids = Vec::new();
+            for id in &req.profile_id_selector {
+                let u = uuid::Uuid::parse_str(id).map_err(|e| {
+                    QuerierError::InvalidRequest(format!("invalid profile id {id:?}: {e}"))
+                })?;
+                ids.push(u.into_bytes());
+            }
+            query.profile_ids = Some(ids);
+        }
+        if !req.span_selector.is_empty() {
+            query.span_ids = Some(parse_spans(&req.span_selector)?);
+        }
+        let format =
+            q::ProfileFormat::try_from(req.format).unwrap_or(q::ProfileFormat::Unspecified);
+        let mut resp = q::SelectMergeStacktracesResponse::default();
+        match format {
+            q::ProfileFormat::Tree => {
+                let tree = self.merge_tree(tenants, &query).await?;
+                resp.tree = tree.encode_tree_bytes(max_nodes);
+            }
+            q::ProfileFormat::Pprof => {
+                let tree = self
+                    .merge_tree_with(tenants, &query, FrameMode::FunctionLine)
+                    .await?;
+                let (s, e) = ms_range_to_ns(query.start_ms, query.end_ms);
+                resp.pprof = Some(q::PprofProfile {
+                    profile: Some(tree_to_pprof(
+                        &tree,
+                        &query.profile_type,
+                        e - NS_PER_MS + 1,
+                        e - s,
+                    )),
+                });
+            }
+            q::ProfileFormat::Dot => {
+                return Err(QuerierError::InvalidRequest(
+                    "the DOT format is not supported".into(),
+                ));
+            }
+            q::ProfileFormat::Unspecified | q::ProfileFormat::Flamegraph => {
+                let tree = self.merge_tree(tenants, &query).await?;
+                resp.flamegraph = Some(FlameGraph::from_tree(&tree, max_nodes).into());
+            }
+        }
+        self.observe("SelectMergeStacktraces", started);
+        Ok(resp)
+    }
+
+    /// `SelectMergeSpanProfile`.
+    pub async fn select_merge_span_profile(
+        &self,
+        tenants: &[TenantId],
+        req: q::SelectMergeSpanProfileRequest,
+    ) -> Result<q::SelectMergeSpanProfileResponse> {
+        let started = Instant::now();
+        let max_nodes = self.max_nodes(req.max_nodes)?;
+        let mut query = self.tree_query(
+            &req.profile_type_id,
+            &req.label_selector,
+            req.start,
+            req.end,
+            None,
+        )?;
+        query.span_ids = Some(parse_spans(&req.span_selector)?);
+        let tree = self.merge_tree(tenants, &query).await?;
+        let mut resp = q::SelectMergeSpanProfileResponse::default();
+        if req.format == q::ProfileFormat::Tree as i32 {
+            resp.tree = tree.encode_tree_bytes(max_nodes);
+        } else {
+            resp.flamegraph = Some(FlameGraph::from_tree(&tree, max_nodes).into());
+        }
+        self.observe("SelectMergeSpanProfile", started);
+        Ok(resp)
+    }
+
+    /// `SelectMergeProfile`: the merged profile as pprof.
+    pub async fn select_merge_profile(
+        &self,
+        tenants: &[TenantId],
+        req: q::SelectMergeProfileRequest,
+    ) -> Result<Profile> {
+        let started = Instant::now();
+        let mut query = self.tree_query(
+            &req.profile_type_id,
+            &req.label_selector,
+            req.start,
+            req.end,
+            req.stack_trace_selector.as_ref(),
+        )?;
+        if !req.profile_id_selector.is_empty() {
+            let mut ids = Vec::new();
+            for id in &req.profile_id_selector {
+                let u = uuid::Uuid::parse_str(id).map_err(|e| {
+                    QuerierError::InvalidRequest(format!("invalid profile id {id:?}: {e}"))
+                })?;
+                ids.push(u.into_bytes());
+            }
+            query.profile_ids = Some(ids);
+        }
+        let tree = self
+            .merge_tree_with(tenants, &query, FrameMode::FunctionLine)
+            .await?;
+        let (s, e) = ms_range_to_ns(query.start_ms, query.end_ms);
+        let profile = if tree.is_empty() {
+            Profile::default()
+        } else {
+            tree_to_pprof(&tree, &query.profile_type, e - NS_PER_MS + 1, e - s)
+        };
+        self.observe("SelectMergeProfile", started);
+        Ok(profile)
+    }
+
+    /// `Diff`: left (baseline) against right (comparison).
+    pub async fn diff(&self, tenants: &[TenantId], req: q::DiffRequest) -> Result<q::DiffResponse> {
+        let started = Instant::now();
+        let (Some(left), Some(right)) = (req.left, req.right) else {
+            return Err(QuerierError::InvalidRequest(
+                "diff needs both left and right".into(),
+            ));
+        };
+        let max_nodes = self
+            .max_nodes(left.max_nodes)?
+            .max(self.max_nodes(right.max_nodes)?);
+        let lq = self.tree_query(
+            &left.profile_type_id,
+            &left.label_selector,
+            left.start,
+            left.end,
+            left.stack_trace_selector.as_ref(),
+        )?;
+        let rq = self.tree_query(
+            &right.profile_type_id,
+            &right.label_selector,
+            right.start,
+            right.end,
+            right.stack_trace_selector.as_ref(),
+        )?;
+        let (l, r) =
+            futures::try_join!(self.merge_tree(tenants, &lq), self.merge_tree(tenants, &rq))?;
+        let flamegraph = FlameGraphDiff::from_trees(&l, &r, max_nodes);
+        self.observe("Diff", started);
+        Ok(q::DiffResponse {
+            flamegraph: Some(flamegraph.into()),
+        })
+    }
+
+    /// `SelectSeries`: totals per step, grouped by labels.
+    pub async fn select_series(
+        &self,
+        tenants: &[TenantId],
+        req: q::SelectSeriesRequest,
+    ) -> Result<q::SelectSeriesResponse> {
+        let started = Instant::now();
+        self.check_range(req.start, req.end)?;
+        if !(req.step >= 0.001) {
+            return Err(QuerierError::InvalidRequest(format!(
+                "step must be at least 0.001 seconds, got {}",
+                req.step
+            )));
+        }
+        let profile_type = ProfileType::parse(&req.profile_type_id)?;
+        let selector = Selector::parse(&req.label_selector)?;
+        let step_ms = ((req.step * 1000.0).round() as i64).max(1);
+        let buckets = Buckets::new(req.start, req.end, step_ms);
+        let (start_ns, end_ns) = ms_range_to_ns(buckets.read_start_ms(), req.end);
+        let average = req.aggregation == Some(t::TimeSeriesAggregationType::Average as i32);
+        let exemplars = req.exemplar_type == t::ExemplarType::Individual as i32;
+        let call_site: Vec<String> = req
+            .stack_trace_selector
+            .as_ref()
+            .map(|s| s.call_site.iter().map(|l| l.name.clone()).collect())
+            .unwrap_or_default();
+        let type_id = profile_type.id();
+        let blocks = self
+            .blocks(
+                tenants,
+                start_ns,
+                end_ns,
+                pinned_services(std::slice::from_ref(&selector)),
+            )
+            .await?;
+
+        // group key -> point ts -> (sum, count, best exemplar)
+        type Points = BTreeMap<i64, (f64, u64, Option<(i64, i64, [u8; 16])>)>;
+        let mut groups: BTreeMap<Vec<(String, String)>, Points> = BTreeMap::new();
+        for block in &blocks {
+            if !block
+                .datasets
+                .iter()
+                .any(|d| d.profile_types.contains(&type_id))
+            {
+                continue;
+            }
+            let reader = self.reader(block).await?;
+            let series = self.block_series(block, &reader).await?;
+            let matching: HashMap<u32, &SeriesRow> = series
+                .iter()
+                .filter(|r| {
+                    r.profile_type == type_id && matches_all(r, std::slice::from_ref(&selector))
+                })
+                .map(|r| (r.series_id, r))
+                .collect();
+            if matching.is_empty() {
+                continue;
+            }
+            let ids: Vec<u32> = matching.keys().copied().collect();
+            let totals = if call_site.is_empty() {
+                self.scanner
+                    .profile_totals(&reader, &ids, start_ns, end_ns)
+                    .await?
+            } else {
+                self.call_site_totals(block, &reader, &ids, start_ns, end_ns, &call_site)
+                    .await?
+            };
+            for p in totals {
+                let Some(row) = matching.get(&p.series) else {
+                    continue;
+                };
+                let Some(ts) = buckets.point_of(p.time_ns.div_euclid(NS_PER_MS)) else {
+                    continue;
+                };
+                let key: Vec<(String, String)> = req
+                    .group_by
+                    .iter()
+                    .filter_map(|g| series_label(row, g).map(|v| (g.clone(), v.to_owned())))
+                    .collect();
+                let e = groups
+                    .entry(key)
+                    .or_default()
+                    .entry(ts)
+                    .or_insert((0.0, 0, None));
+                e.0 += p.total as f64;
+                e.1 += 1;
+                if exemplars
+                    && let Some(id) = p.id
+                    && e.2.is_none_or(|(_, v, _)| p.total > v)
+                {
+                    e.2 = Some((p.time_ns.div_euclid(NS_PER_MS), p.total, id));
+                }
+            }
+        }
+        let mut series: Vec<t::Series> = groups
+            .into_iter()
+            .map(|(key, points)| t::Series {
+                labels: key
+                    .into_iter()
+                    .map(|(name, value)| t::LabelPair { name, value })
+                    .collect(),
+                points: points
+                    .into_iter()
+                    .map(|(ts, (sum, count, ex))| t::Point {
+                        value: if average && count > 0 {
+                            sum / count as f64
+                        } else {
+                            sum
+                        },
+                        timestamp: ts,
+                        annotations: vec![],
+                        exemplars: ex
+                            .map(|(time, value, id)| {
+                                vec![t::Exemplar {
+                                    timestamp: time,
+                                    profile_id: uuid::Uuid::from_bytes(id).to_string(),
+                                    value,
+                                    ..Default::default()
+                                }]
+                            })
+                            .unwrap_or_default(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        if let Some(limit) = req.limit.filter(|l| *l > 0)
+            && series.len() > limit as usize
+        {
+            series.sort_by(|a, b| {
+                let ta: f64 = a.points.iter().map(|p| p.value).sum();
+                let tb: f64 = b.points.iter().map(|p| p.value).sum();
+                tb.total_cmp(&ta)
+            });
+            series.truncate(limit as usize);
+            series.sort_by(|a, b| {
+                let ka: Vec<_> = a.labels.iter().map(|l| (&l.name, &l.value)).collect();
+                let kb: Vec<_> = b.labels.iter().map(|l| (&l.name, &l.value)).collect();
+                ka.cmp(&kb)
+            });
+        }
+        self.observe("SelectSeries", started);
+        Ok(q::SelectSeriesResponse { series })
+    }
+
+    /// Per-profile totals restricted to stacks under a call site.
+    async fn call_site_totals(
+        &self,
+        block: &BlockMeta,
+        reader: &BlockReader,
+        ids: &[u32],
+        start_ns: i64,
+        end_ns: i64,
+        call_site: &[String],
+    ) -> Result<Vec<crate::scan::ProfileTotal>> {
+        let profiles = self
+            .scanner
+            .profile_totals(reader, ids, start_ns, end_ns)
+            .await?;
+        let rows = reader
+            .profiles()
+            .await
+            .map_err(|source| QuerierError::Storage {
+                block: block.id.clone(),
+                source,
+            })?;
+        let mut out = Vec::with_capacity(profiles.len());
+        for p in profiles {
+            let Some(idx) = rows
+                .iter()
+                .position(|r| r.0 == p.series && r.1 == p.time_ns && r.2 == p.id)
+            else {
+                continue;
+            };
+            let filter = SampleFilter {
+                series: vec![p.series],
+                start_ns: p.time_ns,
+                end_ns: p.time_ns,
+                spans: None,
+                profiles: Some(vec![idx as u32]),
+            };
+            let stacks = self.scanner.stack_values(reader, &filter).await?;
+            let mut tree = StackTree::new();
+            for (part, stack_rows) in group_by_partition(stacks) {
+                let sym = self.partition_symbols(block, reader, part).await?;
+                add_stacks(&mut tree, &sym, &stack_rows, FrameMode::Function);
+            }
+            let total = select_call_site(&tree, call_site).total();
+            out.push(crate::scan::ProfileTotal { total, ..p });
+        }
+        Ok(out)
+    }
+
+    /// Every series matching the matchers in the range, as (block, row) pairs.
+    async fn matching_series(
+        &self,
+        tenants: &[TenantId],
+        matchers: &[String],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<SeriesRow>> {
+        self.check_range(start, end)?;
+        let selectors = parse_selectors(matchers)?;
+        let (start_ns, end_ns) = ms_range_to_ns(start, end);
+        let blocks = self
+            .blocks(tenants, start_ns, end_ns, pinned_services(&selectors))
+            .await?;
+        let selectors = &selectors;
+        let rows = stream::iter(blocks.iter())
+            .map(|b| async move {
+                let reader = self.reader(b).await?;
+                let series = self.block_series(b, &reader).await?;
+                Ok::<_, QuerierError>(
+                    series
+                        .iter()
+                        .filter(|r| matches_all(r, selectors))
+                        .cloned()
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .buffer_unordered(self.config.block_concurrency)
+            .try_concat()
+            .await?;
+        Ok(rows)
+    }
+
+    /// `LabelNames`. Names that are not legacy Prometheus names (e.g. with
+    /// dots) are returned only if `allow_utf8`.
+    pub async fn label_names(
+        &self,
+        tenants: &[TenantId],
+        req: t::LabelNamesRequest,
+        allow_utf8: bool,
+    ) -> Result<t::LabelNamesResponse> {
+        let started = Instant::now();
+        let rows = self
+            .matching_series(tenants, &req.matchers, req.start, req.end)
+            .await?;
+        let mut names = BTreeSet::new();
+        for r in &rows {
+            for (n, _) in full_labels(r).iter() {
+                if allow_utf8 || is_legacy_label_name(n) {
+                    names.insert(n.to_owned());
+                }
+            }
+        }
+        self.observe("LabelNames", started);
+        Ok(t::LabelNamesResponse {
+            names: names.into_iter().collect(),
+        })
+    }
+
+    /// `LabelValues`.
+    pub async fn label_values(
+        &self,
+        tenants: &[TenantId],
+        req: t::LabelValuesRequest,
+    ) -> Result<t::LabelValuesResponse> {
+        let started = Instant::now();
+        if req.name.is_empty() {
+            return Err(QuerierError::InvalidRequest("missing label name".into()));
+        }
+        let rows = self
+            .matching_series(tenants, &req.matchers, req.start, req.end)
+            .await?;
+        let values: BTreeSet<String> = rows
+            .iter()
+            .filter_map(|r| series_label(r, &req.name).map(str::to_owned))
+            .collect();
+        self.observe("LabelValues", started);
+        Ok(t::LabelValuesResponse {
+            names: values.into_iter().filter(|v| !v.is_empty()).collect(),
+        })
+    }
+
+    /// `Series`: distinct label sets, restricted to `label_names` if given.
+    pub async fn series(
+        &self,
+        tenants: &[TenantId],
+        req: q::SeriesRequest,
+        allow_utf8: bool,
+    ) -> Result<q::SeriesResponse> {
+        let started = Instant::now();
+        let rows = self
+            .matching_series(tenants, &req.matchers, req.start, req.end)
+            .await?;
+        let mut sets: BTreeSet<Vec<(String, String)>> = BTreeSet::new();
+        for r in &rows {
+            let labels = full_labels(r);
+            let set: Vec<(String, String)> = labels
+                .iter()
+                .filter(|(n, _)| {
+                    req.label_names.is_empty() || req.label_names.iter().any(|w| w == n)
+                })
+                .filter(|(n, _)| allow_utf8 || is_legacy_label_name(n))
+                .map(|(n, v)| (n.to_owned(), v.to_owned()))
+                .collect();
+            if !set.is_empty() {
+                sets.insert(set);
+            }
+        }
+        let labels_set = sets
+            .into_iter()
+            .map(|s| t::Labels {
+                labels: s
+                    .into_iter()
+                    .map(|(name, value)| t::LabelPair { name, value })
+                    .collect(),
+            })
+            .collect();
+        self.observe("Series", started);
+        Ok(q::SeriesResponse { labels_set })
+    }
+
+    /// `ProfileTypes`: every profile type with data in the range (the last
+    /// hour when no range is given). Answered from the block index alone.
+    pub async fn profile_types(
+        &self,
+        tenants: &[TenantId],
+        req: q::ProfileTypesRequest,
+    ) -> Result<q::ProfileTypesResponse> {
+        let started = Instant::now();
+        let (start, end) = if req.start == 0 && req.end == 0 {
+            let now = now_ms();
+            (now - 3_600_000, now)
+        } else {
+            self.check_range(req.start, req.end)?;
+            (req.start, req.end)
+        };
+        let (start_ns, end_ns) = ms_range_to_ns(start, end);
+        let blocks = self.blocks(tenants, start_ns, end_ns, None).await?;
+        let mut ids = BTreeSet::new();
+        for b in &blocks {
+            for d in &b.datasets {
+                if d.max_time >= start_ns && d.min_time <= end_ns {
+                    ids.extend(d.profile_types.iter().cloned());
+                }
+            }
+        }
+        let profile_types = ids
+            .into_iter()
+            .filter_map(|id| ProfileType::parse(&id).ok())
+            .map(|p| t::ProfileType {
+                id: p.id(),
+                name: p.name,
+                sample_type: p.sample_type,
+                sample_unit: p.sample_unit,
+                period_type: p.period_type,
+                period_unit: p.period_unit,
+            })
+            .collect();
+        self.observe("ProfileTypes", started);
+        Ok(q::ProfileTypesResponse { profile_types })
+    }
+
+    /// `GetProfileStats`.
+    pub async fn profile_stats(&self, tenants: &[TenantId]) -> Result<t::GetProfileStatsResponse> {
+        let blocks = self.blocks(tenants, i64::MIN, i64::MAX, None).await?;
+        let oldest = blocks.iter().map(|b| b.min_time).min();
+        let newest = blocks.iter().map(|b| b.max_time).max();
+        Ok(t::GetProfileStatsResponse {
+            data_ingested: !blocks.is_empty(),
+            oldest_profile_time: oldest.map(|t| t.div_euclid(NS_PER_MS)).unwrap_or(0),
+            newest_profile_time: newest.map(|t| t.div_euclid(NS_PER_MS)).unwrap_or(0),
+        })
+    }
+}
+
+fn group_by_partition(rows: Vec<(u32, u32, i64)>) -> BTreeMap<u32, Vec<(u32, i64)>> {
+    let mut out: BTreeMap<u32, Vec<(u32, i64)>> = BTreeMap::new();
+    for (p, s, v) in rows {
+        out.entry(p).or_default().push((s, v));
+    }
+    out
+}
+
+/// The part of `tree` whose stacks start with `call_site` (root first).
+fn select_call_site(tree: &StackTree, call_site: &[String]) -> StackTree {
+    let mut out = StackTree::new();
+    tree.for_each_stack(|stack, value| {
+        if stack.len() >= call_site.len()
+            && stack.iter().zip(call_site).all(|(a, b)| *a == b.as_str())
+        {
+            out.insert_stack(stack, value);
+        }
+    });
+    out
+}
+
+fn parse_spans(spans: &[String]) -> Result<Vec<u64>> {
+    spans
+        .iter()
+        .map(|s| {
+            kiln_model::labels::parse_span_id(s).ok_or_else(|| {
+                QuerierError::InvalidRequest(format!(
+                    "invalid span id {s:?}: expected 16 hex digits"
+                ))
+            })
+        })
+        .collect()
+}
+
+fn humantime_like(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    if s % 86_400 == 0 {
+        format!("{}d", s / 86_400)
+    } else if s % 3_600 == 0 {
+        format!("{}h", s / 3_600)
+    } else {
+        format!("{s}s")
+    }
+}
