@@ -108,9 +108,11 @@ impl IngestParams {
     }
 
     /// The series labels every format starts from: the brace labels except
-    /// `__*` names, `pyroscope_spy`, and the app name as `service_name`, or
-    /// as `app_name` when the braces set `service_name` themselves.
-    fn base_labels(&self, app_name: &str) -> Labels {
+    /// `__*` names, `pyroscope_spy`, and `app_name` as `service_name`, or as
+    /// `app_name` when the braces set `service_name` themselves. Converters
+    /// add `__name__` (and their own labels) and pass the result to
+    /// [`normalize`].
+    pub fn base_labels(&self, app_name: &str) -> Labels {
         let mut labels = self.name_labels.clone();
         labels.retain(|name, _| !name.starts_with("__"));
         if labels.get(LABEL_SERVICE_NAME).is_some() {
@@ -296,8 +298,9 @@ pub fn detect_format(format: Option<&str>, content_type: Option<&str>) -> Ingest
 /// Turns one `/ingest` request into normalised profiles.
 ///
 /// A body larger than `limits.max_body_bytes` fails with
-/// [`FormatError::TooLarge`]. An empty pprof, or a text upload whose labels
-/// carry a non-empty `profile_id`, yields no profiles.
+/// [`FormatError::TooLarge`]. An empty pprof (or a form without a
+/// `profile` part), or a text upload whose labels carry a non-empty
+/// `profile_id`, yields no profiles.
 pub fn profiles_from_ingest(
     params: &IngestParams,
     content_type: Option<&str>,
@@ -483,8 +486,9 @@ fn profiles_from_pprof_upload(
     )
 }
 
-/// Picks the `profile` and `sample_type_config` file parts of a pprof form;
-/// a non-empty `prev_profile` is refused.
+/// Picks the `profile` and `sample_type_config` file parts of a pprof form
+/// (a missing `profile` reads as empty); a non-empty `prev_profile` is
+/// refused.
 fn pprof_form_parts(
     parts: Vec<MultipartPart>,
 ) -> Result<(Bytes, Option<SampleTypeConfig>), FormatError> {
@@ -502,9 +506,8 @@ fn pprof_form_parts(
             _ => {}
         }
     }
-    let profile = profile
-        .ok_or_else(|| FormatError::Multipart("missing file part \"profile\"".to_owned()))?;
-    Ok((profile, config))
+    // Like Pyroscope, a form without a profile is an empty upload.
+    Ok((profile.unwrap_or_default(), config))
 }
 
 /// Old pyroscope-dotnet writes every `Function.id` as 0 with one function

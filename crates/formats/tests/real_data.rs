@@ -6,6 +6,11 @@
 //! by hand. The test data folder is `$KILN_TESTDATA`, or `shared/testdata`
 //! next to the repository.
 
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers outside #[test] functions fail loudly on broken fixtures"
+)]
+
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -688,8 +693,31 @@ fn unsupported_formats_and_limits() {
         err.to_string().contains("unsupported client version"),
         "{err}"
     );
-    let err = ingest_multipart(&[("name", "app")], vec![]).unwrap_err();
-    assert!(err.to_string().contains("profile"), "{err}");
+    // as in Pyroscope, a form without a profile part is an empty upload
+    let out = ingest_multipart(
+        &[("name", "app")],
+        vec![file_part("sample_type_config", b"{}".to_vec())],
+    )
+    .unwrap();
+    assert!(out.is_empty());
+    // a broken sample_type_config is an error
+    let err = ingest_multipart(
+        &[("name", "app")],
+        vec![
+            file_part("profile", read("pprof/cpu.pb.gz")),
+            file_part("sample_type_config", b"{not json".to_vec()),
+        ],
+    )
+    .unwrap_err();
+    assert!(matches!(err, FormatError::SampleTypeConfig(_)), "{err}");
+    // parts without a file name are not looked at
+    let mut plain = file_part("profile", read("pprof/cpu.pb.gz"));
+    plain.filename = None;
+    assert!(
+        ingest_multipart(&[("name", "app")], vec![plain])
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]
@@ -838,4 +866,57 @@ fn app_name_syntax() {
     for bad in ["", "  {a=b}", "a b", "a{k}", "a{=v}", "a{k-1=v}", "a{k=v"] {
         assert!(parse_app_name(bad).is_err(), "{bad:?}");
     }
+}
+
+#[test]
+fn deep_stacks_keep_their_root_side_and_totals() {
+    let file = "pprof/heap";
+    let raw = raw_profile(file);
+    let depth = 3;
+    let limits = Limits {
+        max_stack_depth: depth,
+        ..Limits::default()
+    };
+    let out = profiles_from_push_series(&[pair("__name__", "memory")], &read(file), &limits, NOW)
+        .unwrap();
+    assert_eq!(output_sums(&out), raw_sums(&raw));
+    // the root-side suffixes (location ids are leaf first) of the raw stacks
+    let roots: std::collections::HashSet<Vec<u64>> = raw
+        .sample
+        .iter()
+        .map(|s| s.location_id[s.location_id.len().saturating_sub(depth)..].to_vec())
+        .collect();
+    let mut truncated_any = false;
+    for sp in &out {
+        for s in &sp.profile.sample {
+            assert!(s.location_id.len() <= depth);
+            assert!(roots.contains(&s.location_id), "{:?}", s.location_id);
+        }
+        truncated_any |= sp.profile.sample.len() < raw.sample.len();
+    }
+    assert!(raw.sample.iter().any(|s| s.location_id.len() > depth));
+    assert!(truncated_any, "truncated stacks were not merged");
+}
+
+#[test]
+fn gzip_bomb_as_profile_is_too_large() {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(&vec![0u8; 8 << 20]).unwrap();
+    let bomb = enc.finish().unwrap();
+    let limits = Limits {
+        max_profile_bytes: 1 << 20,
+        ..Limits::default()
+    };
+    let start = std::time::Instant::now();
+    let err = profiles_from_push_series(&[pair("__name__", "x")], &bomb, &limits, NOW).unwrap_err();
+    assert!(matches!(err, FormatError::TooLarge { .. }), "{err}");
+    assert_eq!(
+        kiln_model::HasErrorCode::code(&err),
+        kiln_model::ErrorCode::PayloadTooLarge
+    );
+    assert!(start.elapsed() < std::time::Duration::from_secs(2));
+    let err = ingest_raw(&[("name", "app"), ("format", "pprof")], None, &bomb);
+    // the default 4 MiB limit also stops it
+    assert!(matches!(err, Err(FormatError::TooLarge { .. })));
 }
