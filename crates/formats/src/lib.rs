@@ -15,6 +15,7 @@ pub mod compress;
 pub mod error;
 pub mod folded;
 pub mod ingest;
+pub mod jfr;
 pub mod limits;
 pub mod normalize;
 pub mod pprof;
