@@ -338,8 +338,8 @@ impl Querier {
             )
             .await?;
         let timeout = self.config.query_timeout;
-        let work = stream::iter(blocks.iter())
-            .map(|b| self.block_tree(b, query, mode))
+        let work = stream::iter(blocks)
+            .map(|b| async move { self.block_tree(&b, query, mode).await })
             .buffer_unordered(self.config.block_concurrency)
             .try_fold(StackTree::new(), |mut acc, t| async move {
                 if acc.node_count() < t.node_count() {
@@ -752,10 +752,10 @@ impl Querier {
             .blocks(tenants, start_ns, end_ns, pinned_services(&selectors))
             .await?;
         let selectors = &selectors;
-        let rows = stream::iter(blocks.iter())
+        let rows = stream::iter(blocks)
             .map(|b| async move {
-                let reader = self.reader(b).await?;
-                let series = self.block_series(b, &reader).await?;
+                let reader = self.reader(&b).await?;
+                let series = self.block_series(&b, &reader).await?;
                 Ok::<_, QuerierError>(
                     series
                         .iter()

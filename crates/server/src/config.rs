@@ -1,0 +1,223 @@
+//! The root configuration and how it is loaded.
+//!
+//! Precedence, lowest to highest: code defaults → YAML file (`--config`) →
+//! environment (`KILN_` prefix, `__` between nested keys, e.g.
+//! `KILN_INGESTER__FLUSH_INTERVAL=2s`) → command-line flags. Flags are named
+//! after the YAML path (`--http-addr` is `http_addr`, `--storage.backend` is
+//! `storage.backend`).
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Yaml};
+use kiln_distributor::DistributorConfig;
+use kiln_formats::Limits;
+use kiln_ingester::IngesterConfig;
+use kiln_querier::QuerierConfig;
+use kiln_storage::StorageConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::modules::Targets;
+
+/// Where the metastore is and how it keeps its state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetastoreConfig {
+    /// gRPC address of the metastore; empty means this process (which must
+    /// then run the metastore role).
+    pub address: String,
+}
+
+/// Tenancy settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct MultitenancyConfig {
+    /// When true, every API request must carry `X-Scope-OrgID`; when false
+    /// every request belongs to the tenant `anonymous`.
+    pub enabled: bool,
+}
+
+/// Log output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// Filter in `tracing` syntax, e.g. `info` or `kiln_ingester=debug,info`.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: "text".into(),
+        }
+    }
+}
+
+/// The whole configuration of a `kiln` process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Roles to run: `all` or a comma list of distributor, ingester,
+    /// querier, metastore.
+    pub target: String,
+    /// Address of the HTTP listener (UI, ingest and query APIs).
+    pub http_addr: String,
+    /// Address of the gRPC listener (internal APIs, and push/query over gRPC).
+    pub grpc_addr: String,
+    /// Address other nodes use to reach this node's gRPC listener; empty
+    /// means the bound gRPC address.
+    pub advertise_addr: String,
+    /// Directory for local state: blocks of the filesystem backend and the
+    /// metastore's log.
+    pub data_dir: PathBuf,
+    /// Object storage.
+    pub storage: StorageConfig,
+    /// Metastore location.
+    pub metastore: MetastoreConfig,
+    /// Distributor settings.
+    pub distributor: DistributorConfig,
+    /// Ingester settings.
+    pub ingester: IngesterConfig,
+    /// Querier settings.
+    pub querier: QuerierConfig,
+    /// Per-profile ingest limits.
+    pub limits: Limits,
+    /// Tenancy.
+    pub multitenancy: MultitenancyConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            target: "all".into(),
+            http_addr: "0.0.0.0:4040".into(),
+            grpc_addr: "0.0.0.0:9095".into(),
+            advertise_addr: String::new(),
+            data_dir: PathBuf::from("./data"),
+            storage: StorageConfig::default(),
+            metastore: MetastoreConfig::default(),
+            distributor: DistributorConfig::default(),
+            ingester: IngesterConfig::default(),
+            querier: QuerierConfig::default(),
+            limits: Limits::default(),
+            multitenancy: MultitenancyConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// A configuration error, naming the key or file.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Loads the configuration: defaults, then `file`, then `KILN_*`
+    /// environment variables, then `overrides` (from command-line flags).
+    pub fn load(file: Option<&Path>, overrides: &serde_json::Value) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.is_file() {
+                return Err(ConfigError(format!(
+                    "config file {} does not exist",
+                    file.display()
+                )));
+            }
+            figment = figment.merge(Yaml::file_exact(file));
+        }
+        figment = figment
+            .merge(Env::prefixed("KILN_").split("__").ignore(&["config"]))
+            .merge(Serialized::globals(overrides.clone()));
+        let config: Config = figment.extract().map_err(|e| ConfigError(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every section.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        Targets::parse(&self.target).map_err(ConfigError)?;
+        for (key, addr) in [
+            ("http_addr", &self.http_addr),
+            ("grpc_addr", &self.grpc_addr),
+        ] {
+            addr.parse::<std::net::SocketAddr>().map_err(|e| {
+                ConfigError(format!(
+                    "`{key}` must be host:port with an IP address, got {addr:?}: {e}"
+                ))
+            })?;
+        }
+        if !["text", "json"].contains(&self.log.format.as_str()) {
+            return Err(ConfigError(format!(
+                "`log.format` must be text or json, got {:?}",
+                self.log.format
+            )));
+        }
+        self.storage
+            .validate()
+            .map_err(|e| ConfigError(e.to_string()))?;
+        self.distributor.validate().map_err(ConfigError)?;
+        self.ingester.validate().map_err(ConfigError)?;
+        self.querier.validate().map_err(ConfigError)?;
+        Ok(())
+    }
+
+    /// The full default configuration as YAML.
+    pub fn defaults_yaml() -> String {
+        let mut out = String::from("# Default configuration of kiln (`kiln config defaults`).\n");
+        out.push_str(&serde_norway::to_string(&Config::default()).unwrap_or_default());
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_round_trip_through_yaml() {
+        Config::default().validate().unwrap();
+        let yaml = Config::defaults_yaml();
+        let back: Config = serde_norway::from_str(&yaml).unwrap();
+        assert_eq!(back, Config::default());
+    }
+
+    #[test]
+    fn precedence_is_defaults_file_env_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("kiln.yaml");
+        std::fs::write(&file, "http_addr: 127.0.0.1:1111\ngrpc_addr: 127.0.0.1:2222\ningester:\n  flush_interval: 3s\n").unwrap();
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("KILN_GRPC_ADDR", "127.0.0.1:3333");
+            jail.set_env("KILN_INGESTER__FLUSH_INTERVAL", "4s");
+            let c = Config::load(Some(&file), &serde_json::json!({})).unwrap();
+            assert_eq!(c.http_addr, "127.0.0.1:1111", "file over defaults");
+            assert_eq!(c.grpc_addr, "127.0.0.1:3333", "env over file");
+            assert_eq!(c.ingester.flush_interval, std::time::Duration::from_secs(4));
+            let c = Config::load(
+                Some(&file),
+                &serde_json::json!({"grpc_addr": "127.0.0.1:4444"}),
+            )
+            .unwrap();
+            assert_eq!(c.grpc_addr, "127.0.0.1:4444", "flags over env");
+            assert_eq!(c.data_dir, PathBuf::from("./data"), "defaults stay");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let bad = |json: serde_json::Value| Config::load(None, &json).unwrap_err().to_string();
+        assert!(bad(serde_json::json!({"target": "bogus"})).contains("bogus"));
+        assert!(bad(serde_json::json!({"http_addr": "nowhere"})).contains("http_addr"));
+        assert!(
+            bad(serde_json::json!({"ingester": {"flush_interval": "1ms"}}))
+                .contains("ingester.flush_interval")
+        );
+        assert!(bad(serde_json::json!({"no_such_key": 1})).contains("no_such_key"));
+    }
+}

@@ -1,0 +1,221 @@
+//! The public APIs over gRPC on the gRPC port (`push.v1`, `querier.v1`),
+//! thin adapters over the same domain calls as the HTTP handlers. The
+//! tenant travels as metadata `x-scope-orgid`.
+
+use std::sync::Arc;
+
+use kiln_cluster::status::to_status;
+use kiln_distributor::Distributor;
+use kiln_model::{ErrorCode, TenantId};
+use kiln_proto::google::v1::Profile;
+use kiln_proto::push::v1::pusher_service_server::PusherService;
+use kiln_proto::push::v1::{PushRequest, PushResponse};
+use kiln_proto::querier::v1 as q;
+use kiln_proto::querier::v1::querier_service_server::QuerierService;
+use kiln_proto::types::v1 as t;
+use kiln_querier::Querier;
+use prost::Message;
+use tonic::metadata::MetadataMap;
+use tonic::{Request, Response, Status};
+
+use crate::tenant::ORG_ID_HEADER;
+
+fn status_of(e: crate::http::ApiError) -> Status {
+    Status::new(kiln_cluster::status::grpc_code(e.code), e.message)
+}
+
+fn headers_of(metadata: &MetadataMap) -> http::HeaderMap {
+    let mut h = http::HeaderMap::new();
+    if let Some(v) = metadata.get(ORG_ID_HEADER)
+        && let Ok(v) = http::HeaderValue::from_bytes(v.as_bytes())
+    {
+        h.insert(ORG_ID_HEADER, v);
+    }
+    h
+}
+
+fn write_tenant(metadata: &MetadataMap, multitenancy: bool) -> Result<TenantId, Status> {
+    crate::tenant::tenant_for_write(&headers_of(metadata), multitenancy).map_err(status_of)
+}
+
+fn read_tenants(metadata: &MetadataMap, multitenancy: bool) -> Result<Vec<TenantId>, Status> {
+    crate::tenant::tenants_for_read(&headers_of(metadata), multitenancy).map_err(status_of)
+}
+
+/// `push.v1.PusherService` over gRPC.
+#[derive(Debug, Clone)]
+pub struct PushGrpc {
+    /// The distributor.
+    pub distributor: Distributor,
+    /// Whether `x-scope-orgid` is required.
+    pub multitenancy: bool,
+}
+
+#[tonic::async_trait]
+impl PusherService for PushGrpc {
+    async fn push(&self, request: Request<PushRequest>) -> Result<Response<PushResponse>, Status> {
+        let tenant = write_tenant(request.metadata(), self.multitenancy)?;
+        let req = request.into_inner();
+        let size = req.encoded_len();
+        if req.series.iter().all(|s| s.samples.is_empty()) {
+            return Err(Status::invalid_argument("no profiles received"));
+        }
+        self.distributor
+            .push(&tenant, req, size)
+            .await
+            .map_err(|e| to_status(&e))?;
+        Ok(Response::new(PushResponse {}))
+    }
+}
+
+/// `querier.v1.QuerierService` over gRPC.
+#[derive(Debug, Clone)]
+pub struct QuerierGrpc {
+    /// The querier.
+    pub querier: Arc<Querier>,
+    /// Whether `x-scope-orgid` is required.
+    pub multitenancy: bool,
+}
+
+#[tonic::async_trait]
+impl QuerierService for QuerierGrpc {
+    async fn profile_types(
+        &self,
+        request: Request<q::ProfileTypesRequest>,
+    ) -> Result<Response<q::ProfileTypesResponse>, Status> {
+        let tenants = read_tenants(request.metadata(), self.multitenancy)?;
+        let r = request.into_inner();
+        self.querier
+            .profile_types(&tenants, r)
+            .await
+            .map(Response::new)
+            .map_err(|e| to_status(&e))
+    }
+
+    async fn label_values(
+        &self,
+        request: Request<t::LabelValuesRequest>,
+    ) -> Result<Response<t::LabelValuesResponse>, Status> {
+        let tenants = read_tenants(request.metadata(), self.multitenancy)?;
+        let r = request.into_inner();
+        self.querier
+            .label_values(&tenants, r)
+            .await
+            .map(Response::new)
+            .map_err(|e| to_status(&e))
+    }
+
+    async fn label_names(
+        &self,
+        request: Request<t::LabelNamesRequest>,
+    ) -> Result<Response<t::LabelNamesResponse>, Status> {
+        let tenants = read_tenants(request.metadata(), self.multitenancy)?;
+        let r = request.into_inner();
+        self.querier
+            .label_names(&tenants, r, true)
+            .await
+            .map(Response::new)
+            .map_err(|e| to_status(&e))
+    }
+
+    async fn series(
+        &self,
+        request: Request<q::SeriesRequest>,
+    ) -> Result<Response<q::SeriesResponse>, Status> {
+        let tenants = read_tenants(request.metadata(), self.multitenancy)?;
+        let r = request.into_inner();
+        self.querier
+            .series(&tenants, r, true)
+            .await
+            .map(Response::new)
+            .map_err(|e| to_status(&e))
+    }
+
+    async fn select_merge_stacktraces(
+        &self,
+        request: Request<q::SelectMergeStacktracesRequest>,
+    ) -> Result<Response<q::SelectMergeStacktracesResponse>, Status> {
+        let tenants = read_tenants(request.metadata(), self.multitenancy)?;
+        let r = request.into_inner();
+        self.querier
+            .select_merge_stacktraces(&tenants, r)
+            .await
+            .map(Response::new)
+            .map_err(|e| to_status(&e))
+    }
+
+    async fn select_merge_span_profile(
+        &self,
+        request: Request<q::SelectMergeSpanProfileRequest>,
+    ) -> Result<Response<q::SelectMergeSpanProfileResponse>, Status> {
+        let tenants = read_tenants(request.metadata(), self.multitenancy)?;
+        let r = request.into_inner();
+        self.querier
+            .select_merge_span_profile(&tenants, r)
+            .await
+            .map(Response::new)
+            .map_err(|e| to_status(&e))
+    }
+
+    async fn select_merge_profile(
+        &self,
+        request: Request<q::SelectMergeProfileRequest>,
+    ) -> Result<Response<Profile>, Status> {
+        let tenants = read_tenants(request.metadata(), self.multitenancy)?;
+        let r = request.into_inner();
+        self.querier
+            .select_merge_profile(&tenants, r)
+            .await
+            .map(Response::new)
+            .map_err(|e| to_status(&e))
+    }
+
+    async fn select_series(
+        &self,
+        request: Request<q::SelectSeriesRequest>,
+    ) -> Result<Response<q::SelectSeriesResponse>, Status> {
+        let tenants = read_tenants(request.metadata(), self.multitenancy)?;
+        let r = request.into_inner();
+        self.querier
+            .select_series(&tenants, r)
+            .await
+            .map(Response::new)
+            .map_err(|e| to_status(&e))
+    }
+
+    async fn diff(
+        &self,
+        request: Request<q::DiffRequest>,
+    ) -> Result<Response<q::DiffResponse>, Status> {
+        let tenants = read_tenants(request.metadata(), self.multitenancy)?;
+        let r = request.into_inner();
+        self.querier
+            .diff(&tenants, r)
+            .await
+            .map(Response::new)
+            .map_err(|e| to_status(&e))
+    }
+
+    async fn get_profile_stats(
+        &self,
+        request: Request<t::GetProfileStatsRequest>,
+    ) -> Result<Response<t::GetProfileStatsResponse>, Status> {
+        let tenants = read_tenants(request.metadata(), self.multitenancy)?;
+        let _r = request.into_inner();
+        self.querier
+            .profile_stats(&tenants)
+            .await
+            .map(Response::new)
+            .map_err(|e| to_status(&e))
+    }
+
+    async fn select_heatmap(
+        &self,
+        _request: Request<q::SelectHeatmapRequest>,
+    ) -> Result<Response<q::SelectHeatmapResponse>, Status> {
+        Err(Status::new(
+            kiln_cluster::status::grpc_code(ErrorCode::NotFound),
+            "SelectHeatmap is not supported",
+        ))
+    }
+}

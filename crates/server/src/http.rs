@@ -1,0 +1,253 @@
+//! The HTTP listener: Connect APIs, the legacy ingest and render APIs, and
+//! operational endpoints, all on one port.
+
+mod connect;
+mod error;
+mod ingest;
+mod ops;
+mod render;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use kiln_distributor::Distributor;
+use kiln_model::ErrorCode;
+use kiln_proto::push::v1::{PushRequest, PushResponse};
+use kiln_querier::Querier;
+use prometheus_client::registry::Registry;
+
+pub use connect::read_body;
+pub use error::ApiError;
+
+use crate::tenant::{tenant_for_write, tenants_for_read};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The distributor, if this node runs one.
+    pub distributor: Option<Distributor>,
+    /// The querier, if this node runs one.
+    pub querier: Option<Arc<Querier>>,
+    /// Whether `X-Scope-OrgID` is required.
+    pub multitenancy: bool,
+    /// Largest request body accepted.
+    pub body_limit: usize,
+    /// Metrics of this node.
+    pub registry: Arc<Mutex<Registry>>,
+    /// Readiness.
+    pub ready: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("multitenancy", &self.multitenancy)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or_default()
+}
+
+/// Builds the router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/ingest", post(ingest::ingest))
+        .route("/pyroscope/ingest", post(ingest::ingest))
+        .route("/push.v1.PusherService/Push", post(push))
+        .route("/querier.v1.QuerierService/{method}", post(querier_method))
+        .route("/pyroscope/render", get(render::render))
+        .route("/pyroscope/render-diff", get(render::render_diff))
+        .route("/pyroscope/label-values", get(render::label_values))
+        .route("/pyroscope/labels", get(render::labels))
+        .route("/ready", get(ops::ready))
+        .route("/metrics", get(ops::metrics))
+        .route("/api/v1/status/buildinfo", get(ops::buildinfo))
+        .with_state(state)
+}
+
+fn not_running(role: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::NotFound,
+        format!("this node does not run the {role}"),
+    )
+}
+
+/// `POST /push.v1.PusherService/Push` (Connect, gRPC framing also accepted).
+async fn push(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let limit = state.body_limit;
+    let h = headers.clone();
+    connect::unary(headers, body, limit, |req: PushRequest, size| async move {
+        let distributor = state
+            .distributor
+            .as_ref()
+            .ok_or_else(|| not_running("distributor"))?;
+        let tenant = tenant_for_write(&h, state.multitenancy)?;
+        if req.series.iter().all(|s| s.samples.is_empty()) {
+            return Err(ApiError::invalid("no profiles received"));
+        }
+        distributor
+            .push(&tenant, req, size)
+            .await
+            .map_err(|e| ApiError::from_err(&e))?;
+        Ok(PushResponse {})
+    })
+    .await
+}
+
+/// Whether the client accepts UTF-8 label names (`allow-utf8-labelnames=true`
+/// as a media-type parameter of `Accept`).
+fn allow_utf8_labels(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.replace(' ', "").contains("allow-utf8-labelnames=true"))
+}
+
+/// `POST /querier.v1.QuerierService/<Method>`.
+async fn querier_method(
+    State(state): State<AppState>,
+    Path(method): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    use kiln_proto::querier::v1 as q;
+    use kiln_proto::types::v1 as t;
+    let Some(querier) = state.querier.clone() else {
+        return not_running("querier").into_response();
+    };
+    let tenants = match tenants_for_read(&headers, state.multitenancy) {
+        Ok(t) => t,
+        Err(e) => return e.into_response(),
+    };
+    let limit = 16 << 20;
+    let utf8 = allow_utf8_labels(&headers);
+    let err = |e: kiln_querier::QuerierError| ApiError::from_err(&e);
+    let tenants = &tenants;
+    let querier = &querier;
+    match method.as_str() {
+        "ProfileTypes" => {
+            connect::unary(
+                headers,
+                body,
+                limit,
+                |r: q::ProfileTypesRequest, _| async move {
+                    querier.profile_types(tenants, r).await.map_err(err)
+                },
+            )
+            .await
+        }
+        "LabelNames" => {
+            connect::unary(
+                headers,
+                body,
+                limit,
+                |r: t::LabelNamesRequest, _| async move {
+                    querier.label_names(tenants, r, utf8).await.map_err(err)
+                },
+            )
+            .await
+        }
+        "LabelValues" => {
+            connect::unary(
+                headers,
+                body,
+                limit,
+                |r: t::LabelValuesRequest, _| async move {
+                    querier.label_values(tenants, r).await.map_err(err)
+                },
+            )
+            .await
+        }
+        "Series" => {
+            connect::unary(headers, body, limit, |r: q::SeriesRequest, _| async move {
+                querier.series(tenants, r, utf8).await.map_err(err)
+            })
+            .await
+        }
+        "SelectMergeStacktraces" => {
+            connect::unary(
+                headers,
+                body,
+                limit,
+                |r: q::SelectMergeStacktracesRequest, _| async move {
+                    querier
+                        .select_merge_stacktraces(tenants, r)
+                        .await
+                        .map_err(err)
+                },
+            )
+            .await
+        }
+        "SelectMergeSpanProfile" => {
+            connect::unary(
+                headers,
+                body,
+                limit,
+                |r: q::SelectMergeSpanProfileRequest, _| async move {
+                    querier
+                        .select_merge_span_profile(tenants, r)
+                        .await
+                        .map_err(err)
+                },
+            )
+            .await
+        }
+        "SelectMergeProfile" => {
+            connect::unary(
+                headers,
+                body,
+                limit,
+                |r: q::SelectMergeProfileRequest, _| async move {
+                    querier.select_merge_profile(tenants, r).await.map_err(err)
+                },
+            )
+            .await
+        }
+        "SelectSeries" => {
+            connect::unary(
+                headers,
+                body,
+                limit,
+                |r: q::SelectSeriesRequest, _| async move {
+                    querier.select_series(tenants, r).await.map_err(err)
+                },
+            )
+            .await
+        }
+        "Diff" => {
+            connect::unary(headers, body, limit, |r: q::DiffRequest, _| async move {
+                querier.diff(tenants, r).await.map_err(err)
+            })
+            .await
+        }
+        "GetProfileStats" => {
+            connect::unary(
+                headers,
+                body,
+                limit,
+                |_: t::GetProfileStatsRequest, _| async move {
+                    querier.profile_stats(tenants).await.map_err(err)
+                },
+            )
+            .await
+        }
+        other => ApiError::new(
+            ErrorCode::NotFound,
+            format!("unknown method querier.v1.QuerierService/{other}"),
+        )
+        .into_response(),
+    }
+}

@@ -1,0 +1,254 @@
+//! Starting the modules of the configured roles, serving, and stopping.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use kiln_cluster::{IngesterClients, Member, MetastoreClient, Ring};
+use kiln_distributor::{Distributor, DistributorMetrics, StaticRing};
+use kiln_ingester::grpc::IngesterGrpc;
+use kiln_ingester::{Ingester, IngesterMetrics};
+use kiln_metastore::Metastore;
+use kiln_metastore::grpc::MetastoreGrpc;
+use kiln_proto::kiln::ingester::v1::ingester_service_server::IngesterServiceServer;
+use kiln_proto::kiln::metastore::v1::metastore_service_server::MetastoreServiceServer;
+use kiln_proto::push::v1::pusher_service_server::PusherServiceServer;
+use kiln_proto::querier::v1::querier_service_server::QuerierServiceServer;
+use kiln_querier::{Querier, QuerierMetrics};
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::Config;
+use crate::grpc::{PushGrpc, QuerierGrpc};
+use crate::http::{AppState, router};
+use crate::modules::{Module, Targets};
+
+/// Largest gRPC message accepted between roles.
+const MAX_GRPC_MESSAGE: usize = kiln_cluster::clients::MAX_MESSAGE_BYTES;
+
+/// The listeners of a node, bound before it starts.
+#[derive(Debug)]
+pub struct Listeners {
+    /// HTTP (UI, Connect, legacy APIs).
+    pub http: TcpListener,
+    /// gRPC (internal services, gRPC clients).
+    pub grpc: TcpListener,
+}
+
+impl Listeners {
+    /// Binds the addresses of `config`.
+    pub async fn bind(config: &Config) -> anyhow::Result<Self> {
+        let http = TcpListener::bind(&config.http_addr)
+            .await
+            .with_context(|| format!("cannot listen on http_addr {}", config.http_addr))?;
+        let grpc = TcpListener::bind(&config.grpc_addr)
+            .await
+            .with_context(|| format!("cannot listen on grpc_addr {}", config.grpc_addr))?;
+        Ok(Listeners { http, grpc })
+    }
+}
+
+/// The address other nodes (and this node's own clients) dial.
+fn advertise_addr(config: &Config, grpc: SocketAddr) -> String {
+    if !config.advertise_addr.is_empty() {
+        return config.advertise_addr.clone();
+    }
+    if grpc.ip().is_unspecified() {
+        format!("127.0.0.1:{}", grpc.port())
+    } else {
+        grpc.to_string()
+    }
+}
+
+/// Runs a node until `shutdown` fires.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let targets = Targets::parse(&config.target).map_err(anyhow::Error::msg)?;
+    let modules = targets.modules();
+    let has = |m: Module| modules.contains(&m);
+    let http_addr = listeners.http.local_addr()?;
+    let grpc_addr = listeners.grpc.local_addr()?;
+    let advertise = advertise_addr(&config, grpc_addr);
+    let mut registry = Registry::default();
+
+    let store = if has(Module::Storage) {
+        Some(config.storage.build(&config.data_dir)?)
+    } else {
+        None
+    };
+    let metastore = if has(Module::Metastore) {
+        Some(
+            Metastore::open(&config.data_dir.join("metastore"))
+                .context("cannot open the metastore")?,
+        )
+    } else {
+        None
+    };
+    let metastore_client = if has(Module::MetastoreClient) {
+        let addr = if config.metastore.address.is_empty() {
+            if metastore.is_none() {
+                anyhow::bail!(
+                    "`metastore.address` must be set when this node does not run the metastore"
+                );
+            }
+            advertise.clone()
+        } else {
+            config.metastore.address.clone()
+        };
+        Some(MetastoreClient::new(&addr, Duration::from_secs(30))?)
+    } else {
+        None
+    };
+    let ingester = match (has(Module::Ingester), &store, &metastore_client) {
+        (true, Some(store), Some(mc)) => Some(Ingester::new(
+            config.ingester.clone(),
+            Arc::clone(store),
+            mc.clone(),
+            IngesterMetrics::register(&mut registry),
+        )),
+        _ => None,
+    };
+    let distributor = if has(Module::Distributor) {
+        let members = if ingester.is_some() {
+            vec![Member {
+                id: format!("ingester@{advertise}"),
+                addr: advertise.clone(),
+            }]
+        } else {
+            anyhow::bail!(
+                "a distributor without a local ingester needs ring membership from the metastore, which is not available yet"
+            );
+        };
+        let ring = Arc::new(StaticRing(Arc::new(Ring::new(members, 128))));
+        Some(Distributor::new(
+            config.distributor.clone(),
+            config.limits.clone(),
+            ring,
+            Arc::new(IngesterClients::new(config.distributor.push_timeout)),
+            DistributorMetrics::register(&mut registry),
+        ))
+    } else {
+        None
+    };
+    let querier = match (has(Module::Querier), &store, &metastore_client) {
+        (true, Some(store), Some(mc)) => Some(Arc::new(Querier::new(
+            config.querier.clone(),
+            mc.clone(),
+            Arc::clone(store),
+            QuerierMetrics::register(&mut registry),
+        )?)),
+        _ => None,
+    };
+
+    tracing::info!(
+        http_addr = %http_addr,
+        grpc_addr = %grpc_addr,
+        advertise_addr = %advertise,
+        targets = %targets.names(),
+        data_dir = %config.data_dir.display(),
+        storage = %config.storage.describe(&config.data_dir),
+        "kiln listening"
+    );
+
+    // gRPC: internal services and the public APIs for gRPC clients.
+    let grpc_shutdown = CancellationToken::new();
+    let grpc_server = {
+        let mut builder = tonic::transport::Server::builder();
+        let router = builder
+            .add_optional_service(metastore.as_ref().map(|m| {
+                MetastoreServiceServer::new(MetastoreGrpc::new(m.clone()))
+                    .max_decoding_message_size(MAX_GRPC_MESSAGE)
+                    .max_encoding_message_size(MAX_GRPC_MESSAGE)
+            }))
+            .add_optional_service(ingester.as_ref().map(|i| {
+                IngesterServiceServer::new(IngesterGrpc::new(i.clone()))
+                    .max_decoding_message_size(MAX_GRPC_MESSAGE)
+                    .max_encoding_message_size(MAX_GRPC_MESSAGE)
+            }))
+            .add_optional_service(distributor.as_ref().map(|d| {
+                PusherServiceServer::new(PushGrpc {
+                    distributor: d.clone(),
+                    multitenancy: config.multitenancy.enabled,
+                })
+                .max_decoding_message_size(config.limits.max_body_bytes)
+            }))
+            .add_optional_service(querier.as_ref().map(|q| {
+                QuerierServiceServer::new(QuerierGrpc {
+                    querier: Arc::clone(q),
+                    multitenancy: config.multitenancy.enabled,
+                })
+                .max_encoding_message_size(MAX_GRPC_MESSAGE)
+            }));
+        let token = grpc_shutdown.clone();
+        let incoming = TcpListenerStream::new(listeners.grpc);
+        tokio::spawn(async move {
+            router
+                .serve_with_incoming_shutdown(incoming, token.cancelled_owned())
+                .await
+        })
+    };
+
+    let ingester_shutdown = CancellationToken::new();
+    let ingester_task = ingester.as_ref().map(|i| {
+        let i = i.clone();
+        let token = ingester_shutdown.clone();
+        tokio::spawn(async move { i.run(token).await })
+    });
+
+    let ready = Arc::new(AtomicBool::new(false));
+    let state = AppState {
+        distributor: distributor.clone(),
+        querier: querier.clone(),
+        multitenancy: config.multitenancy.enabled,
+        body_limit: config.limits.max_body_bytes,
+        registry: Arc::new(Mutex::new(registry)),
+        ready: Arc::clone(&ready),
+    };
+    let http_shutdown = CancellationToken::new();
+    let http_server = {
+        let token = http_shutdown.clone();
+        let app = router(state);
+        let listener = listeners.http;
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(token.cancelled_owned())
+                .await
+        })
+    };
+    ready.store(true, Ordering::Release);
+    tracing::info!("kiln ready");
+
+    shutdown.cancelled().await;
+    tracing::info!("shutting down");
+    ready.store(false, Ordering::Release);
+    // 1. Stop accepting HTTP; in-flight pushes finish (their segments flush).
+    http_shutdown.cancel();
+    match tokio::time::timeout(Duration::from_secs(60), http_server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "http server failed"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "http server task failed"),
+        Err(_) => tracing::warn!("http server did not drain within 60s"),
+    }
+    // 2. Ingester: flush every buffer and answer the pushes in it.
+    ingester_shutdown.cancel();
+    if let Some(task) = ingester_task {
+        let _ = task.await;
+    }
+    // 3. gRPC, then the metastore (dropped last).
+    grpc_shutdown.cancel();
+    match grpc_server.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "grpc server failed"),
+        Err(e) => tracing::warn!(error = %e, "grpc server task failed"),
+    }
+    drop(metastore);
+    tracing::info!("kiln stopped");
+    Ok(())
+}
