@@ -1,6 +1,8 @@
 //! Tests of the JFR conversion against Pyroscope's expected outputs (shared
 //! test data, see `shared/testdata/SOURCES.md`), plus hostile input.
 
+mod synthetic;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
