@@ -79,10 +79,13 @@
 //! exceeded, and an uncompressed recording larger than that is refused too.
 //! The JFR parser (written for this crate; the `jfrs` crate trusts lengths
 //! read from the file) checks every offset, count and length against the
-//! bytes actually present before using it, bounds nesting and the total
-//! number of decoded values, and detects cycles in the constant pool
-//! chain, so hostile input yields a [`JfrError`], never a panic or an
-//! allocation larger than a small multiple of the input.
+//! bytes actually present before using it, reserves memory only for items
+//! actually read, bounds value nesting (16), the total number of decoded
+//! values (4 per chunk byte), metadata size (2^20 strings and elements)
+//! and kept constant pool entries (2^22 per chunk), never materialises
+//! fields it does not need, and detects cycles in the constant pool chain.
+//! Hostile input therefore yields a [`JfrError`], never a panic, and memory
+//! stays within a small multiple of the decompressed size.
 
 mod builder;
 mod chunk;
@@ -138,9 +141,11 @@ pub struct JfrProfile {
     /// Series `__name__`: `process_cpu`, `wall`, `memory`, `mutex` or
     /// `block`.
     pub metric: String,
-    /// Value of the recording's `jdk.ActiveSetting` named `event` (`itimer`,
-    /// `cpu`, `wall`, `alloc`, `lock`, ...), empty when there is none; the
-    /// same for every profile of a recording.
+    /// Value of the recording's first `jdk.ActiveSetting` named `event`
+    /// (async-profiler's main event: `itimer`, `cpu`, `wall`, `alloc`,
+    /// `lock`, ...), empty when there is none; the same for every profile
+    /// of a recording. `wall` also turns every `jdk.ExecutionSample` into a
+    /// wall sample.
     pub jfr_event: String,
     /// The pprof.
     pub profile: Profile,

@@ -20,6 +20,7 @@ use ulid::Ulid;
 use crate::{IngesterConfig, IngesterError, IngesterMetrics, Result};
 
 type Waiter = oneshot::Sender<Result<String>>;
+type Buffers = HashMap<(String, u32), Arc<Mutex<Buffer>>>;
 
 /// Profiles of one (tenant, shard) waiting to be written.
 struct Buffer {
@@ -37,7 +38,7 @@ struct Inner {
     store: Arc<dyn ObjectStore>,
     metastore: MetastoreClient,
     metrics: IngesterMetrics,
-    buffers: Mutex<HashMap<(String, u32), Arc<Mutex<Buffer>>>>,
+    buffers: Mutex<Buffers>,
     buffered: AtomicUsize,
     wake: Notify,
     closing: AtomicBool,

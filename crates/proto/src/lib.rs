@@ -12,6 +12,8 @@
     unreachable_pub,
     unused_qualifications,
     clippy::large_enum_variant,
+    clippy::clone_on_ref_ptr,
+    clippy::all,
     clippy::doc_lazy_continuation,
     reason = "generated code"
 )]

@@ -15,7 +15,7 @@ pub enum QuerierError {
     Model(#[from] ModelError),
     /// The block index could not be read.
     #[error("failed to list blocks: {0}")]
-    Metastore(#[source] ClientError),
+    Metastore(#[source] Box<ClientError>),
     /// A block could not be read.
     #[error("failed to read block {block}: {source}")]
     Storage {
@@ -23,7 +23,7 @@ pub enum QuerierError {
         block: String,
         /// Cause.
         #[source]
-        source: StorageError,
+        source: Box<StorageError>,
     },
     /// A DataFusion scan failed.
     #[error("failed to scan block {block}: {message}")]

@@ -176,7 +176,7 @@ impl Querier {
             .metastore
             .query_blocks(request)
             .await
-            .map_err(QuerierError::Metastore)?
+            .map_err(|e| QuerierError::Metastore(Box::new(e)))?
             .blocks)
     }
 
@@ -190,10 +190,7 @@ impl Querier {
             Some(block.size).filter(|s| *s > 0),
         )
         .await
-        .map_err(|source| QuerierError::Storage {
-            block: block.id.clone(),
-            source,
-        })?;
+        .map_err(|source| QuerierError::Storage { block: block.id.clone(), source: Box::new(source) })?;
         let r = Arc::new(r);
         self.readers.insert(block.id.clone(), Arc::clone(&r), 4096);
         self.metrics.blocks_read.inc();
@@ -213,10 +210,7 @@ impl Querier {
         let rows = reader
             .series()
             .await
-            .map_err(|source| QuerierError::Storage {
-                block: block.id.clone(),
-                source,
-            })?;
+            .map_err(|source| QuerierError::Storage { block: block.id.clone(), source: Box::new(source) })?;
         let bytes: usize = rows
             .iter()
             .map(|r| {
@@ -248,10 +242,7 @@ impl Querier {
         let sym = reader
             .symbols(partition)
             .await
-            .map_err(|source| QuerierError::Storage {
-                block: block.id.clone(),
-                source,
-            })?;
+            .map_err(|source| QuerierError::Storage { block: block.id.clone(), source: Box::new(source) })?;
         let bytes = sym.approx_bytes();
         let sym = Arc::new(sym);
         self.symbols.insert(key, Arc::clone(&sym), bytes);
@@ -552,7 +543,7 @@ impl Querier {
     ) -> Result<q::SelectSeriesResponse> {
         let started = Instant::now();
         self.check_range(req.start, req.end)?;
-        if !(req.step >= 0.001) {
+        if req.step.is_nan() || req.step < 0.001 {
             return Err(QuerierError::InvalidRequest(format!(
                 "step must be at least 0.001 seconds, got {}",
                 req.step
@@ -706,10 +697,7 @@ impl Querier {
         let rows = reader
             .profiles()
             .await
-            .map_err(|source| QuerierError::Storage {
-                block: block.id.clone(),
-                source,
-            })?;
+            .map_err(|source| QuerierError::Storage { block: block.id.clone(), source: Box::new(source) })?;
         let mut out = Vec::with_capacity(profiles.len());
         for p in profiles {
             let Some(idx) = rows
@@ -948,9 +936,9 @@ fn parse_spans(spans: &[String]) -> Result<Vec<u64>> {
 
 fn humantime_like(d: std::time::Duration) -> String {
     let s = d.as_secs();
-    if s % 86_400 == 0 {
+    if s.is_multiple_of(86_400) {
         format!("{}d", s / 86_400)
-    } else if s % 3_600 == 0 {
+    } else if s.is_multiple_of(3_600) {
         format!("{}h", s / 3_600)
     } else {
         format!("{s}s")

@@ -86,7 +86,7 @@ impl Scanner {
             .section_url(SAMPLES)
             .map_err(|source| QuerierError::Storage {
                 block: reader.meta().id.clone(),
-                source,
+                source: Box::new(source),
             })?;
         let options = ParquetReadOptions {
             schema: Some(&SAMPLES_SCHEMA),
@@ -154,7 +154,7 @@ impl Scanner {
             .section_url(PROFILES)
             .map_err(|source| QuerierError::Storage {
                 block: reader.meta().id.clone(),
-                source,
+                source: Box::new(source),
             })?;
         let options = ParquetReadOptions {
             schema: Some(&PROFILES_SCHEMA),
@@ -215,7 +215,7 @@ impl Scanner {
             .await
             .map_err(|source| QuerierError::Storage {
                 block: reader.meta().id.clone(),
-                source,
+                source: Box::new(source),
             })?;
         Ok(rows
             .iter()

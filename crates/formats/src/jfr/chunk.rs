@@ -38,6 +38,10 @@ const CONSTANT_POOL_EVENT_TYPE: u64 = 1;
 const MAX_VALUE_DEPTH: usize = 16;
 /// Upper bound on the number of chunks of one recording.
 const MAX_CHUNKS: usize = 10_000;
+/// Upper bound on the constant pool entries kept for one chunk (big real
+/// recordings keep some hundred thousand); bounds memory whatever the
+/// input size.
+const MAX_KEPT_POOL_ENTRIES: usize = 1 << 22;
 
 /// A decoded scalar field value. Constant pool references keep only the
 /// index: the pool's type is the field's type. Arrays and inline structs
@@ -103,6 +107,17 @@ pub(super) struct Pools {
     pub(super) methods: FxHashMap<u64, MethodEntry>,
     pub(super) stack_traces: FxHashMap<u64, Vec<FrameEntry>>,
     pub(super) thread_states: FxHashMap<u64, Text>,
+}
+
+impl Pools {
+    fn kept_entries(&self) -> usize {
+        self.strings.len()
+            + self.symbols.len()
+            + self.classes.len()
+            + self.methods.len()
+            + self.stack_traces.len()
+            + self.thread_states.len()
+    }
 }
 
 /// Which pool a constant pool type feeds.
@@ -799,6 +814,15 @@ fn read_pool(
         PoolRole::String | PoolRole::StackTrace | PoolRole::Ignored => Vec::new(),
     };
     let count = reader.read_count("constant pool entry count")?;
+    if role != PoolRole::Ignored
+        && pools.kept_entries().saturating_add(count) > MAX_KEPT_POOL_ENTRIES
+    {
+        return Err(JfrDecodeError::LimitExceeded {
+            offset,
+            what: "number of constant pool entries",
+            limit: MAX_KEPT_POOL_ENTRIES,
+        });
+    }
     for _ in 0..count {
         let index = reader.read_long("constant pool entry index")?;
         match role {

@@ -20,6 +20,9 @@ use super::reader::{ByteReader, StrValue};
 
 /// Nesting limit of metadata elements; the JDK uses five levels.
 const MAX_ELEMENT_DEPTH: usize = 32;
+/// Most strings and elements a metadata event may hold (the JDK's hold a
+/// few thousand); bounds memory whatever the input size.
+const MAX_METADATA_ITEMS: usize = 1 << 20;
 /// Largest capacity reserved up front from a count read from the file;
 /// collections grow past it only as items are actually read.
 const MAX_PREALLOCATION: usize = 256;
@@ -97,6 +100,13 @@ pub(super) fn read_metadata(reader: &mut ByteReader<'_>) -> Result<TypeTable, Jf
     reader.read_long("metadata duration")?;
     reader.read_long("metadata id")?;
     let string_count = reader.read_count("metadata string count")?;
+    if string_count > MAX_METADATA_ITEMS {
+        return Err(JfrDecodeError::LimitExceeded {
+            offset: reader.offset(),
+            what: "number of metadata strings",
+            limit: MAX_METADATA_ITEMS,
+        });
+    }
     let mut strings = Vec::with_capacity(string_count.min(MAX_PREALLOCATION));
     for _ in 0..string_count {
         let offset = reader.offset();
@@ -111,7 +121,8 @@ pub(super) fn read_metadata(reader: &mut ByteReader<'_>) -> Result<TypeTable, Jf
             }
         }
     }
-    let root = read_element(reader, &strings, 0)?;
+    let mut element_budget = MAX_METADATA_ITEMS;
+    let root = read_element(reader, &strings, 0, &mut element_budget)?;
     build_type_table(&root, &strings, reader.offset())
 }
 
@@ -138,7 +149,16 @@ fn read_element(
     reader: &mut ByteReader<'_>,
     strings: &[String],
     depth: usize,
+    budget: &mut usize,
 ) -> Result<Element, JfrDecodeError> {
+    if *budget == 0 {
+        return Err(JfrDecodeError::LimitExceeded {
+            offset: reader.offset(),
+            what: "number of metadata elements and attributes",
+            limit: MAX_METADATA_ITEMS,
+        });
+    }
+    *budget -= 1;
     if depth > MAX_ELEMENT_DEPTH {
         return Err(JfrDecodeError::InvalidMetadata {
             offset: reader.offset(),
@@ -147,6 +167,14 @@ fn read_element(
     }
     let name = read_string_index(reader, strings, "metadata element name")?;
     let attribute_count = reader.read_count("metadata attribute count")?;
+    if attribute_count > *budget {
+        return Err(JfrDecodeError::LimitExceeded {
+            offset: reader.offset(),
+            what: "number of metadata elements and attributes",
+            limit: MAX_METADATA_ITEMS,
+        });
+    }
+    *budget -= attribute_count;
     let mut attributes = Vec::with_capacity(attribute_count.min(MAX_PREALLOCATION));
     for _ in 0..attribute_count {
         let key = read_string_index(reader, strings, "metadata attribute key")?;
@@ -156,7 +184,7 @@ fn read_element(
     let child_count = reader.read_count("metadata child count")?;
     let mut children = Vec::with_capacity(child_count.min(MAX_PREALLOCATION));
     for _ in 0..child_count {
-        children.push(read_element(reader, strings, depth + 1)?);
+        children.push(read_element(reader, strings, depth + 1, budget)?);
     }
     Ok(Element {
         name,
