@@ -1,1 +1,483 @@
-//! Shared helpers for the end-to-end tests.
+//! Test harness shared by Kiln's end-to-end tests.
+//!
+//! [`Kiln`] starts the real `kiln` binary on free loopback ports (port 0,
+//! the bound address is read from the process's log) with its own data
+//! directory, waits until `/ready`, and stops it with SIGTERM or SIGKILL.
+//! [`Client`] speaks to it the way agents and Grafana do: the legacy
+//! `/ingest` API, Connect with protobuf or JSON bodies, and the render API.
+//! [`testdata`] finds the shared real-world profiles.
+
+#![allow(
+    clippy::print_stderr,
+    clippy::unwrap_used,
+    reason = "test support code"
+)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use prost::Message;
+
+/// The directory of the shared test data (`$KILN_TESTDATA`, else
+/// `../shared/testdata` next to the repository).
+pub fn testdata_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("KILN_TESTDATA") {
+        return PathBuf::from(d);
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata")
+}
+
+/// A file of the shared test data.
+pub fn testdata(rel: &str) -> PathBuf {
+    let p = testdata_dir().join(rel);
+    assert!(
+        p.exists(),
+        "missing test data {} (set KILN_TESTDATA)",
+        p.display()
+    );
+    p
+}
+
+/// Reads a test data file.
+pub fn read_testdata(rel: &str) -> Vec<u8> {
+    std::fs::read(testdata(rel)).unwrap()
+}
+
+/// Decompresses gzip data if it starts with the gzip magic.
+pub fn maybe_gunzip(data: &[u8]) -> Vec<u8> {
+    if data.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::MultiGzDecoder::new(data)
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    } else {
+        data.to_vec()
+    }
+}
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// A running `kiln` process.
+#[derive(Debug)]
+pub struct Kiln {
+    child: Option<Child>,
+    /// Base URL of the HTTP listener, e.g. `http://127.0.0.1:41234`.
+    pub http: String,
+    /// `host:port` of the gRPC listener.
+    pub grpc: String,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    log: Arc<Mutex<String>>,
+}
+
+fn value_after<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let i = line.find(key)? + key.len();
+    let rest = &line[i..];
+    Some(
+        rest.split(|c: char| c.is_whitespace() || c == '"' || c == ',')
+            .next()
+            .unwrap_or(rest),
+    )
+}
+
+impl Kiln {
+    /// The path of the `kiln` binary built by cargo for this test run.
+    pub fn binary() -> PathBuf {
+        if let Ok(p) = std::env::var("KILN_BIN") {
+            return PathBuf::from(p);
+        }
+        // Test executables live in target/<profile>/deps.
+        let exe = std::env::current_exe().unwrap();
+        exe.parent().and_then(Path::parent).unwrap().join("kiln")
+    }
+
+    /// Starts `kiln` with `args` (plus free loopback ports and `data_dir`).
+    pub fn start(bin: &Path, data_dir: &Path, args: &[&str]) -> Result<Kiln> {
+        let mut child = Command::new(bin)
+            .args([
+                "--http-addr",
+                "127.0.0.1:0",
+                "--grpc-addr",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
+            .arg(data_dir)
+            .args(args)
+            .env(
+                "KILN_LOG__LEVEL",
+                std::env::var("KILN_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot start {}", bin.display()))?;
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log2 = Arc::clone(&log);
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if std::env::var("KILN_TEST_VERBOSE").is_ok() {
+                    eprintln!("[kiln] {line}");
+                }
+                if line.contains("kiln listening")
+                    && let (Some(h), Some(g)) = (
+                        value_after(&line, "http_addr="),
+                        value_after(&line, "grpc_addr="),
+                    )
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send((h.to_owned(), g.to_owned()));
+                }
+                let mut l = log2.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let (http, grpc) = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(v) => v,
+            Err(_) => {
+                let _ = child.kill();
+                bail!(
+                    "kiln did not report its addresses; log:\n{}",
+                    log.lock().unwrap()
+                );
+            }
+        };
+        let kiln = Kiln {
+            child: Some(child),
+            http: format!("http://{http}"),
+            grpc,
+            data_dir: data_dir.to_owned(),
+            log,
+        };
+        kiln.wait_ready(Duration::from_secs(30))?;
+        Ok(kiln)
+    }
+
+    /// Waits until `/ready` answers 200.
+    pub fn wait_ready(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let url = format!("{}/ready", self.http);
+        while Instant::now() < deadline {
+            if let Ok(out) = Command::new("curl")
+                .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", &url])
+                .output()
+                && out.stdout == b"200"
+            {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!(
+            "kiln at {} not ready after {timeout:?}; log:\n{}",
+            self.http,
+            self.log()
+        )
+    }
+
+    /// Everything the process logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn stop(mut self) -> Result<std::process::ExitStatus> {
+        let mut child = self.child.take().unwrap();
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()?;
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(s) = child.try_wait()? {
+                return Ok(s);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!(
+                    "kiln did not stop within 60s after SIGTERM; log:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the process with SIGKILL.
+    pub fn kill(mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Kiln {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// An HTTP response: status, content type and body.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// HTTP status.
+    pub status: u16,
+    /// Content type.
+    pub content_type: String,
+    /// Body.
+    pub body: bytes::Bytes,
+}
+
+impl Reply {
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A client of one Kiln HTTP endpoint.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    tenant: Option<String>,
+}
+
+impl Client {
+    /// A client of `base` (e.g. `http://127.0.0.1:4040`).
+    pub fn new(base: &str) -> Self {
+        Client {
+            http: reqwest::Client::new(),
+            base: base.trim_end_matches('/').to_owned(),
+            tenant: None,
+        }
+    }
+
+    /// Sends `X-Scope-OrgID: tenant` with every request.
+    pub fn with_tenant(mut self, tenant: &str) -> Self {
+        self.tenant = Some(tenant.to_owned());
+        self
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<Reply> {
+        let req = match &self.tenant {
+            Some(t) => req.header("X-Scope-OrgID", t),
+            None => req,
+        };
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let body = resp.bytes().await?;
+        Ok(Reply {
+            status,
+            content_type,
+            body,
+        })
+    }
+
+    /// `POST /ingest?<query>` with a raw body.
+    pub async fn ingest(
+        &self,
+        query: &[(&str, String)],
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<Reply> {
+        let req = self
+            .http
+            .post(format!("{}/ingest", self.base))
+            .query(query)
+            .header("content-type", content_type)
+            .body(body);
+        self.send(req).await
+    }
+
+    /// `POST /ingest?<query>` with a multipart body of file parts
+    /// (name, file name, data), as pyroscope-go sends it.
+    pub async fn ingest_multipart(
+        &self,
+        query: &[(&str, String)],
+        parts: &[(&str, &str, Vec<u8>)],
+    ) -> Result<Reply> {
+        let boundary = "kilnTestBoundary7MA4YWxkTrZu0gW";
+        let mut body = Vec::new();
+        for (name, filename, data) in parts {
+            body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+            body.extend_from_slice(
+                format!("Content-Disposition: form-data; name=\"{name}\"; filename=\"{filename}\"\r\nContent-Type: application/octet-stream\r\n\r\n")
+                    .as_bytes(),
+            );
+            body.extend_from_slice(data);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+        self.ingest(
+            query,
+            &format!("multipart/form-data; boundary={boundary}"),
+            body,
+        )
+        .await
+    }
+
+    /// A Connect call with a protobuf body; returns the decoded response or
+    /// the error reply.
+    pub async fn connect_proto<Req: Message, Resp: Message + Default>(
+        &self,
+        path: &str,
+        req: &Req,
+        gzip_body: bool,
+    ) -> Result<std::result::Result<Resp, Reply>> {
+        let mut body = req.encode_to_vec();
+        let mut rb = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/proto");
+        if gzip_body {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            std::io::Write::write_all(&mut enc, &body)?;
+            body = enc.finish()?;
+            rb = rb.header("content-encoding", "gzip");
+        }
+        let reply = self
+            .send(rb.header("connect-protocol-version", "1").body(body))
+            .await?;
+        if reply.status != 200 {
+            return Ok(Err(reply));
+        }
+        Ok(Ok(Resp::decode(reply.body.as_ref())?))
+    }
+
+    /// A Connect call with a JSON body.
+    pub async fn connect_json(&self, path: &str, body: &serde_json::Value) -> Result<Reply> {
+        let rb = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        self.send(rb).await
+    }
+
+    /// A GET with query parameters.
+    pub async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Reply> {
+        self.send(self.http.get(format!("{}{path}", self.base)).query(query))
+            .await
+    }
+}
+
+/// Decodes flamebearer-style levels (4-tuples, delta-encoded offsets) into
+/// `(stack, self value)` pairs, independently of Kiln's own code.
+pub fn decode_levels(
+    names: &[String],
+    levels: &[Vec<i64>],
+) -> std::collections::BTreeMap<String, i64> {
+    let mut out = std::collections::BTreeMap::new();
+    // Spans of the previous level: (start, end, path).
+    let mut prev: Vec<(i64, i64, String)> = Vec::new();
+    for (depth, level) in levels.iter().enumerate() {
+        let mut cur = Vec::new();
+        let mut end = 0;
+        for t in level.chunks(4) {
+            let start = end + t[0];
+            end = start + t[1];
+            let name = &names[t[3] as usize];
+            let path = if depth == 0 {
+                String::new()
+            } else {
+                let parent = prev
+                    .iter()
+                    .find(|(s, e, _)| *s <= start && end <= *e)
+                    .map(|p| p.2.clone())
+                    .unwrap_or_default();
+                if parent.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{parent};{name}")
+                }
+            };
+            if depth > 0 && t[2] > 0 {
+                *out.entry(path.clone()).or_insert(0) += t[2];
+            }
+            cur.push((start, end, path));
+        }
+        prev = cur;
+    }
+    out
+}
+
+/// Sums of each sample type's values of a pprof (gzip or not), computed
+/// directly from the protobuf.
+pub fn pprof_totals(data: &[u8]) -> Vec<(String, String, i64)> {
+    let raw = maybe_gunzip(data);
+    let p = kiln_proto::google::v1::Profile::decode(raw.as_slice()).unwrap();
+    let s = |i: i64| p.string_table[i as usize].clone();
+    p.sample_type
+        .iter()
+        .enumerate()
+        .map(|(i, st)| {
+            (
+                s(st.r#type),
+                s(st.unit),
+                p.sample.iter().map(|x| x.value[i]).sum(),
+            )
+        })
+        .collect()
+}
+
+/// Standard base64 (with padding), for JSON `bytes` fields.
+pub fn base64(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        out.push(A[(n >> 18) as usize & 63] as char);
+        out.push(A[(n >> 12) as usize & 63] as char);
+        out.push(if chunk.len() > 1 {
+            A[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        out.push(if chunk.len() > 2 {
+            A[n as usize & 63] as char
+        } else {
+            '='
+        });
+    }
+    out
+}
