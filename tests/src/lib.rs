@@ -201,14 +201,22 @@ impl Kiln {
     /// Sends SIGTERM and waits for a clean exit.
     pub fn stop(mut self) -> Result<std::process::ExitStatus> {
         let mut child = self.child.take().unwrap();
-        let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()?;
-        assert!(status.success());
+        let sent = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        if !sent.as_ref().is_ok_and(std::process::ExitStatus::success) {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("cannot send SIGTERM to kiln: {sent:?}");
+        }
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Some(s) = child.try_wait()? {
-                return Ok(s);
+            match child.try_wait() {
+                Ok(Some(s)) => return Ok(s),
+                Ok(None) => {}
+                Err(e) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    bail!("cannot wait for kiln: {e}");
+                }
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
