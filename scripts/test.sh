@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The test suite: formatting, lints, every unit, golden, end-to-end and
+# agent test. Needs the tools `.ci/run` installs (run that on a fresh
+# machine; it calls this script).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ -z "${KILN_TESTDATA:-}" ]; then
+  for d in ../shared/testdata ../../shared/testdata /work/shared/testdata; do
+    if [ -d "$d" ]; then KILN_TESTDATA="$(cd "$d" && pwd)"; break; fi
+  done
+fi
+if [ -z "${KILN_TESTDATA:-}" ] || [ ! -d "$KILN_TESTDATA/pprof" ]; then
+  echo "test data not found: set KILN_TESTDATA to the shared testdata directory" >&2
+  exit 1
+fi
+export KILN_TESTDATA
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== build"
+cargo build --workspace --all-targets --locked
+
+echo "== tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --profile ci --locked
+else
+  cargo test --workspace --locked
+fi
+
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
