@@ -201,7 +201,9 @@ impl Kiln {
     /// Sends SIGTERM and waits for a clean exit.
     pub fn stop(mut self) -> Result<std::process::ExitStatus> {
         let mut child = self.child.take().unwrap();
-        let sent = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let sent = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
         if !sent.as_ref().is_ok_and(std::process::ExitStatus::success) {
             let _ = child.kill();
             let _ = child.wait();

@@ -190,7 +190,10 @@ impl Querier {
             Some(block.size).filter(|s| *s > 0),
         )
         .await
-        .map_err(|source| QuerierError::Storage { block: block.id.clone(), source: Box::new(source) })?;
+        .map_err(|source| QuerierError::Storage {
+            block: block.id.clone(),
+            source: Box::new(source),
+        })?;
         let r = Arc::new(r);
         self.readers.insert(block.id.clone(), Arc::clone(&r), 4096);
         self.metrics.blocks_read.inc();
@@ -210,7 +213,10 @@ impl Querier {
         let rows = reader
             .series()
             .await
-            .map_err(|source| QuerierError::Storage { block: block.id.clone(), source: Box::new(source) })?;
+            .map_err(|source| QuerierError::Storage {
+                block: block.id.clone(),
+                source: Box::new(source),
+            })?;
         let bytes: usize = rows
             .iter()
             .map(|r| {
@@ -242,7 +248,10 @@ impl Querier {
         let sym = reader
             .symbols(partition)
             .await
-            .map_err(|source| QuerierError::Storage { block: block.id.clone(), source: Box::new(source) })?;
+            .map_err(|source| QuerierError::Storage {
+                block: block.id.clone(),
+                source: Box::new(source),
+            })?;
         let bytes = sym.approx_bytes();
         let sym = Arc::new(sym);
         self.symbols.insert(key, Arc::clone(&sym), bytes);
@@ -697,7 +706,10 @@ impl Querier {
         let rows = reader
             .profiles()
             .await
-            .map_err(|source| QuerierError::Storage { block: block.id.clone(), source: Box::new(source) })?;
+            .map_err(|source| QuerierError::Storage {
+                block: block.id.clone(),
+                source: Box::new(source),
+            })?;
         let mut out = Vec::with_capacity(profiles.len());
         for p in profiles {
             let Some(idx) = rows

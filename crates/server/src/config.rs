@@ -187,7 +187,10 @@ mod tests {
     }
 
     #[test]
-    #[expect(clippy::result_large_err, reason = "figment's Jail API returns figment::Error")]
+    #[expect(
+        clippy::result_large_err,
+        reason = "figment's Jail API returns figment::Error"
+    )]
     fn precedence_is_defaults_file_env_flags() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("kiln.yaml");

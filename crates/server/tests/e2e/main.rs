@@ -2,6 +2,10 @@
 //! over HTTP like agents and Grafana drive it. One test binary (modules
 //! below) keeps link time down.
 
-#![allow(clippy::unwrap_used, clippy::print_stderr, reason = "test code: a failed step should stop the test with its message")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::print_stderr,
+    reason = "test code: a failed step should stop the test with its message"
+)]
 
 mod spine;
