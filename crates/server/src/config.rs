@@ -130,12 +130,43 @@ impl Config {
             }
             figment = figment.merge(Yaml::file_exact(file));
         }
+        let known = Self::top_level_keys();
         figment = figment
-            .merge(Env::prefixed("KILN_").split("__").ignore(&["config"]))
+            .merge(Env::prefixed("KILN_").split("__").filter(move |k| {
+                known.iter().any(|n| {
+                    k.as_str()
+                        .split('.')
+                        .next()
+                        .is_some_and(|f| f.eq_ignore_ascii_case(n))
+                })
+            }))
             .merge(Serialized::globals(overrides.clone()));
         let config: Config = figment.extract().map_err(|e| ConfigError(e.to_string()))?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// The top-level keys of the configuration.
+    fn top_level_keys() -> Vec<String> {
+        match serde_json::to_value(Config::default()) {
+            Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// `KILN_*` environment variables that name no configuration key (they
+    /// are ignored; a typo shows up here).
+    pub fn ignored_env_vars() -> Vec<String> {
+        let known = Self::top_level_keys();
+        std::env::vars()
+            .filter_map(|(k, _)| k.strip_prefix("KILN_").map(str::to_owned))
+            .filter(|k| k != "CONFIG")
+            .filter(|k| {
+                let first = k.split("__").next().unwrap_or_default();
+                !known.iter().any(|n| n.eq_ignore_ascii_case(first))
+            })
+            .map(|k| format!("KILN_{k}"))
+            .collect()
     }
 
     /// Checks every section.
@@ -198,6 +229,7 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.set_env("KILN_GRPC_ADDR", "127.0.0.1:3333");
             jail.set_env("KILN_INGESTER__FLUSH_INTERVAL", "4s");
+            jail.set_env("KILN_SOMETHING_ELSE", "ignored");
             let c = Config::load(Some(&file), &serde_json::json!({})).unwrap();
             assert_eq!(c.http_addr, "127.0.0.1:1111", "file over defaults");
             assert_eq!(c.grpc_addr, "127.0.0.1:3333", "env over file");
@@ -223,5 +255,9 @@ mod tests {
                 .contains("ingester.flush_interval")
         );
         assert!(bad(serde_json::json!({"no_such_key": 1})).contains("no_such_key"));
+        assert!(
+            bad(serde_json::json!({"ingester": {"flush_intervall": "1s"}}))
+                .contains("flush_intervall")
+        );
     }
 }

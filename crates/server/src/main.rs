@@ -152,6 +152,9 @@ fn main() -> ExitCode {
         }
     };
     init_tracing(&config);
+    for var in Config::ignored_env_vars() {
+        tracing::warn!(variable = %var, "ignoring an environment variable that names no configuration key");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("kiln")
