@@ -104,7 +104,18 @@ impl Kiln {
 
     /// Starts `kiln` with `args` (plus free loopback ports and `data_dir`).
     pub fn start(bin: &Path, data_dir: &Path, args: &[&str]) -> Result<Kiln> {
+        Self::start_with_env(bin, data_dir, args, &[])
+    }
+
+    /// Starts `kiln` with `args` and extra environment variables.
+    pub fn start_with_env(
+        bin: &Path,
+        data_dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Kiln> {
         let mut child = Command::new(bin)
+            .envs(env.iter().copied())
             .args([
                 "--http-addr",
                 "127.0.0.1:0",

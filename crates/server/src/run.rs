@@ -228,16 +228,18 @@ pub async fn run(
     shutdown.cancelled().await;
     tracing::info!("shutting down");
     ready.store(false, Ordering::Release);
-    // 1. Stop accepting HTTP; in-flight pushes finish (their segments flush).
+    // 1. Stop accepting HTTP connections and flush the ingester at once:
+    //    pushes already buffered are written and answered; pushes that reach
+    //    the ingester after this are refused with a retryable error.
     http_shutdown.cancel();
+    ingester_shutdown.cancel();
     match tokio::time::timeout(Duration::from_secs(60), http_server).await {
         Ok(Ok(Ok(()))) => {}
         Ok(Ok(Err(e))) => tracing::warn!(error = %e, "http server failed"),
         Ok(Err(e)) => tracing::warn!(error = %e, "http server task failed"),
         Err(_) => tracing::warn!("http server did not drain within 60s"),
     }
-    // 2. Ingester: flush every buffer and answer the pushes in it.
-    ingester_shutdown.cancel();
+    // 2. Wait until every buffered segment is written and registered.
     if let Some(task) = ingester_task {
         let _ = task.await;
     }

@@ -8,4 +8,5 @@
     reason = "test code: a failed step should stop the test with its message"
 )]
 
+mod golden;
 mod spine;

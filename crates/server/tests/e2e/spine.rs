@@ -551,3 +551,56 @@ async fn ingest_query_restart_query() {
     check_everything(&c, &expect, &folded_ns).await;
     kiln.stop().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_flushes_and_answers_buffered_pushes() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = Kiln::binary();
+    // A long flush interval: the push below waits in the buffer until SIGTERM.
+    let kiln = Kiln::start_with_env(
+        &bin,
+        dir.path(),
+        &[],
+        &[("KILN_INGESTER__FLUSH_INTERVAL", "60s")],
+    )
+    .unwrap();
+    let c = Client::new(&kiln.http);
+    let push = {
+        let c = c.clone();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let r = c
+                .ingest(
+                    &[
+                        ("name", "drain.cpu".into()),
+                        ("from", secs()),
+                        ("until", secs()),
+                    ],
+                    "text/plain",
+                    b"main;work 7\n".to_vec(),
+                )
+                .await
+                .unwrap();
+            (r, started.elapsed())
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    assert!(!push.is_finished(), "the push must wait for its segment");
+    let status = tokio::task::spawn_blocking(move || kiln.stop().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success());
+    let (reply, waited) = push.await.unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(
+        waited < std::time::Duration::from_secs(30),
+        "answered at shutdown, not after the interval: {waited:?}"
+    );
+    let kiln = Kiln::start(&bin, dir.path(), &[]).unwrap();
+    let fg = merge(&Client::new(&kiln.http), CPU, r#"{service_name="drain"}"#)
+        .await
+        .flamegraph
+        .unwrap();
+    assert_eq!(fg.total, 7 * 10_000_000);
+    kiln.stop().unwrap();
+}
