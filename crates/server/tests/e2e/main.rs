@@ -9,4 +9,5 @@
 )]
 
 mod golden;
+mod grpc;
 mod spine;
