@@ -2,7 +2,9 @@
 //! reused; message size limits are raised to fit large profiles.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kiln_model::{ErrorCode, HasErrorCode};
@@ -10,7 +12,9 @@ use kiln_proto::kiln::ingester::v1::ingester_service_client::IngesterServiceClie
 use kiln_proto::kiln::ingester::v1::{PushRequest, PushResponse};
 use kiln_proto::kiln::metastore::v1::metastore_service_client::MetastoreServiceClient;
 use kiln_proto::kiln::metastore::v1::{
-    AddBlockRequest, AddBlockResponse, BlockMeta, QueryBlocksRequest, QueryBlocksResponse,
+    AddBlockRequest, AddBlockResponse, BlockMeta, GetMembersRequest, GetMembersResponse,
+    HeartbeatRequest, HeartbeatResponse, Member, QueryBlocksRequest, QueryBlocksResponse,
+    StatusRequest, StatusResponse,
 };
 use tonic::transport::{Channel, Endpoint};
 
@@ -78,37 +82,90 @@ fn endpoint(addr: &str, timeout: Duration) -> Result<Endpoint, ClientError> {
         .tcp_nodelay(true))
 }
 
-/// Client of the metastore.
+/// Client of the metastore replicas. Calls go to the replica that answered
+/// last; on an unavailable replica the next one is tried (any replica
+/// forwards to the leader).
 #[derive(Debug, Clone)]
 pub struct MetastoreClient {
-    addr: String,
-    client: MetastoreServiceClient<Channel>,
+    replicas: Arc<Vec<(String, MetastoreServiceClient<Channel>)>>,
+    preferred: Arc<AtomicUsize>,
 }
 
 impl MetastoreClient {
-    /// A client of the metastore at `addr` (`host:port`); connects lazily.
-    pub fn new(addr: &str, timeout: Duration) -> Result<Self, ClientError> {
-        let channel = endpoint(addr, timeout)?.connect_lazy();
-        let client = MetastoreServiceClient::new(channel)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    /// A client of the replicas at `addrs` (`host:port`); connects lazily.
+    pub fn new(addrs: &[String], timeout: Duration) -> Result<Self, ClientError> {
+        if addrs.is_empty() {
+            return Err(ClientError::Address {
+                addr: String::new(),
+                reason: "no metastore address".into(),
+            });
+        }
+        let mut replicas = Vec::with_capacity(addrs.len());
+        for addr in addrs {
+            let channel = endpoint(addr, timeout)?.connect_lazy();
+            let client = MetastoreServiceClient::new(channel)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES);
+            replicas.push((addr.clone(), client));
+        }
         Ok(MetastoreClient {
-            addr: addr.to_owned(),
-            client,
+            replicas: Arc::new(replicas),
+            preferred: Arc::new(AtomicUsize::new(0)),
         })
+    }
+
+    /// Calls `f` on the preferred replica, then on the others while the
+    /// error is retryable. Each full round is retried a few times with a
+    /// short pause, to ride out leader elections.
+    async fn call<T, F, Fut>(&self, method: &'static str, f: F) -> Result<T, ClientError>
+    where
+        F: Fn(MetastoreServiceClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let n = self.replicas.len();
+        let mut last = None;
+        for round in 0..4u32 {
+            if round > 0 {
+                tokio::time::sleep(Duration::from_millis(250 * u64::from(round))).await;
+            }
+            let first = self.preferred.load(Ordering::Relaxed) % n;
+            for i in 0..n {
+                let idx = (first + i) % n;
+                let (addr, client) = &self.replicas[idx];
+                match f(client.clone()).await {
+                    Ok(r) => {
+                        self.preferred.store(idx, Ordering::Relaxed);
+                        return Ok(r.into_inner());
+                    }
+                    Err(status) => {
+                        let code = error_code(status.code());
+                        let e = ClientError::Call {
+                            method,
+                            addr: addr.clone(),
+                            status,
+                        };
+                        if !matches!(code, ErrorCode::Unavailable | ErrorCode::Timeout) {
+                            return Err(e);
+                        }
+                        last = Some(e);
+                    }
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| ClientError::Address {
+            addr: String::new(),
+            reason: "no metastore replica".into(),
+        }))
     }
 
     /// Registers a block; returns once the registration is durable.
     pub async fn add_block(&self, block: BlockMeta) -> Result<AddBlockResponse, ClientError> {
-        let mut c = self.client.clone();
-        c.add_block(AddBlockRequest { block: Some(block) })
-            .await
-            .map(tonic::Response::into_inner)
-            .map_err(|status| ClientError::Call {
-                method: "AddBlock",
-                addr: self.addr.clone(),
-                status,
-            })
+        let req = AddBlockRequest { block: Some(block) };
+        self.call("AddBlock", |mut c| {
+            let req = req.clone();
+            async move { c.add_block(req).await }
+        })
+        .await
     }
 
     /// The blocks overlapping a time range.
@@ -116,13 +173,53 @@ impl MetastoreClient {
         &self,
         request: QueryBlocksRequest,
     ) -> Result<QueryBlocksResponse, ClientError> {
-        let mut c = self.client.clone();
-        c.query_blocks(request)
+        self.call("QueryBlocks", |mut c| {
+            let req = request.clone();
+            async move { c.query_blocks(req).await }
+        })
+        .await
+    }
+
+    /// Registers or renews a node.
+    pub async fn heartbeat(&self, member: Member) -> Result<HeartbeatResponse, ClientError> {
+        let req = HeartbeatRequest {
+            member: Some(member),
+        };
+        self.call("Heartbeat", |mut c| {
+            let req = req.clone();
+            async move { c.heartbeat(req).await }
+        })
+        .await
+    }
+
+    /// Registered nodes running `role` (all if empty).
+    pub async fn members(&self, role: &str) -> Result<GetMembersResponse, ClientError> {
+        let req = GetMembersRequest {
+            role: role.to_owned(),
+        };
+        self.call("GetMembers", |mut c| {
+            let req = req.clone();
+            async move { c.get_members(req).await }
+        })
+        .await
+    }
+
+    /// The raft status of the replica at index `replica` (not forwarded).
+    pub async fn status(&self, replica: usize) -> Result<StatusResponse, ClientError> {
+        let (addr, client) = self
+            .replicas
+            .get(replica)
+            .ok_or_else(|| ClientError::Address {
+                addr: String::new(),
+                reason: format!("no replica {replica}"),
+            })?;
+        let mut c = client.clone();
+        c.status(StatusRequest {})
             .await
             .map(tonic::Response::into_inner)
             .map_err(|status| ClientError::Call {
-                method: "QueryBlocks",
-                addr: self.addr.clone(),
+                method: "Status",
+                addr: addr.clone(),
                 status,
             })
     }

@@ -8,8 +8,10 @@
 //!   way roles talk to each other (in `--target=all` too).
 
 pub mod clients;
+pub mod membership;
 pub mod ring;
 pub mod status;
 
 pub use clients::{ClientError, IngesterClients, MetastoreClient};
+pub use membership::{MetastoreRing, RingSource, StaticRing};
 pub use ring::{Member, Ring, shard_for};

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures::future::try_join_all;
-use kiln_cluster::{IngesterClients, Ring, shard_for};
+use kiln_cluster::{IngesterClients, Ring, RingSource, shard_for};
 use kiln_formats::ingest::{IngestBody, IngestParams, profiles_from_ingest};
 use kiln_formats::push::profiles_from_push_series;
 use kiln_formats::{FormatError, Limits, SeriesProfile};
@@ -19,22 +19,6 @@ use kiln_proto::types::v1::LabelPair;
 
 use crate::metrics::{DiscardLabels, TenantLabels};
 use crate::{DistributorConfig, DistributorError, DistributorMetrics, Result};
-
-/// Where the distributor learns the current ring of ingesters.
-pub trait RingSource: Send + Sync + std::fmt::Debug {
-    /// The ring as currently known.
-    fn ring(&self) -> Arc<Ring>;
-}
-
-/// A ring that never changes (single node, or a fixed list).
-#[derive(Debug)]
-pub struct StaticRing(pub Arc<Ring>);
-
-impl RingSource for StaticRing {
-    fn ring(&self) -> Arc<Ring> {
-        Arc::clone(&self.0)
-    }
-}
 
 /// The distributor role.
 #[derive(Debug, Clone)]

@@ -15,6 +15,6 @@ pub mod error;
 pub mod metrics;
 
 pub use config::DistributorConfig;
-pub use distributor::{Distributor, RingSource, StaticRing};
+pub use distributor::Distributor;
 pub use error::{DistributorError, Result};
 pub use metrics::DistributorMetrics;

@@ -5,7 +5,7 @@ use kiln_model::{ErrorCode, HasErrorCode};
 /// A metastore failure.
 #[derive(Debug, thiserror::Error)]
 pub enum MetastoreError {
-    /// The command log or snapshot could not be read or written.
+    /// Local state could not be read or written.
     #[error("metastore storage failed while {operation} {path}")]
     Io {
         /// What was being done.
@@ -16,14 +16,18 @@ pub enum MetastoreError {
         #[source]
         source: std::io::Error,
     },
-    /// The command log or snapshot is corrupt.
-    #[error("metastore file {path} is corrupt: {reason}")]
-    Corrupt {
-        /// File involved.
-        path: String,
-        /// What is wrong.
-        reason: String,
+    /// This replica is not the leader; the leader is at `leader_addr`.
+    #[error("this metastore replica is not the leader; the leader is at {leader_addr}")]
+    NotLeader {
+        /// gRPC address of the leader.
+        leader_addr: String,
     },
+    /// No leader is known (an election is under way or no quorum is reachable).
+    #[error("no metastore leader is known (election in progress or quorum lost)")]
+    NoLeader,
+    /// Raft failed.
+    #[error("metastore raft failure: {0}")]
+    Raft(String),
     /// A request is invalid.
     #[error("invalid metastore request: {0}")]
     InvalidRequest(String),
@@ -32,8 +36,10 @@ pub enum MetastoreError {
 impl HasErrorCode for MetastoreError {
     fn code(&self) -> ErrorCode {
         match self {
-            MetastoreError::Io { .. } => ErrorCode::Unavailable,
-            MetastoreError::Corrupt { .. } => ErrorCode::Internal,
+            MetastoreError::Io { .. }
+            | MetastoreError::NotLeader { .. }
+            | MetastoreError::NoLeader
+            | MetastoreError::Raft(_) => ErrorCode::Unavailable,
             MetastoreError::InvalidRequest(_) => ErrorCode::InvalidArgument,
         }
     }

@@ -1,32 +1,89 @@
-//! tonic adapter of the metastore service.
+//! tonic adapter of the metastore, with leader forwarding: a call that
+//! reaches a follower is sent on to the leader (once; a forwarded call that
+//! meets another non-leader fails with `unavailable` and the client retries).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use kiln_cluster::status::to_status;
+use kiln_proto::kiln::metastore::v1::metastore_service_client::MetastoreServiceClient;
 use kiln_proto::kiln::metastore::v1::metastore_service_server::MetastoreService;
 use kiln_proto::kiln::metastore::v1::{
-    AddBlockRequest, AddBlockResponse, QueryBlocksRequest, QueryBlocksResponse,
+    AddBlockRequest, AddBlockResponse, GetMembersRequest, GetMembersResponse, HeartbeatRequest,
+    HeartbeatResponse, QueryBlocksRequest, QueryBlocksResponse, StatusRequest, StatusResponse,
 };
+use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 
 use crate::{Metastore, MetastoreError};
+
+const FORWARDED: &str = "x-kiln-forwarded";
 
 /// Serves [`Metastore`] over gRPC.
 #[derive(Debug, Clone)]
 pub struct MetastoreGrpc {
     metastore: Metastore,
+    leaders: Arc<Mutex<HashMap<String, MetastoreServiceClient<Channel>>>>,
 }
 
 impl MetastoreGrpc {
-    /// Wraps a metastore.
+    /// Wraps a metastore replica.
     pub fn new(metastore: Metastore) -> Self {
-        MetastoreGrpc { metastore }
+        MetastoreGrpc {
+            metastore,
+            leaders: Arc::default(),
+        }
     }
-}
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
+    fn client(&self, addr: &str) -> Result<MetastoreServiceClient<Channel>, Status> {
+        let mut leaders = self
+            .leaders
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(c) = leaders.get(addr) {
+            return Ok(c.clone());
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| Status::unavailable(format!("bad leader address {addr}: {e}")))?
+            .connect_timeout(Duration::from_secs(1))
+            .timeout(Duration::from_secs(30));
+        let c = MetastoreServiceClient::new(endpoint.connect_lazy())
+            .max_decoding_message_size(kiln_cluster::clients::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(kiln_cluster::clients::MAX_MESSAGE_BYTES);
+        leaders.insert(addr.to_owned(), c.clone());
+        Ok(c)
+    }
+
+    /// Runs `local`; if this replica is not the leader, runs `remote` against
+    /// the leader instead (unless the call was already forwarded).
+    async fn with_forwarding<Req, Resp, L, LF, R, RF>(
+        &self,
+        request: Request<Req>,
+        local: L,
+        remote: R,
+    ) -> Result<Response<Resp>, Status>
+    where
+        Req: Clone,
+        L: FnOnce(Req) -> LF,
+        LF: Future<Output = Result<Resp, MetastoreError>>,
+        R: FnOnce(MetastoreServiceClient<Channel>, Request<Req>) -> RF,
+        RF: Future<Output = Result<Response<Resp>, Status>>,
+    {
+        let forwarded = request.metadata().contains_key(FORWARDED);
+        let body = request.into_inner();
+        match local(body.clone()).await {
+            Ok(resp) => Ok(Response::new(resp)),
+            Err(MetastoreError::NotLeader { leader_addr }) if !forwarded => {
+                let mut req = Request::new(body);
+                req.metadata_mut()
+                    .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+                remote(self.client(&leader_addr)?, req).await
+            }
+            Err(e) => Err(to_status(&e)),
+        }
+    }
 }
 
 #[tonic::async_trait]
@@ -35,22 +92,76 @@ impl MetastoreService for MetastoreGrpc {
         &self,
         request: Request<AddBlockRequest>,
     ) -> Result<Response<AddBlockResponse>, Status> {
-        let block = request
-            .into_inner()
-            .block
-            .ok_or_else(|| to_status(&MetastoreError::InvalidRequest("missing block".into())))?;
-        self.metastore
-            .add_block(block, now_ms())
-            .await
-            .map_err(|e| to_status(&e))?;
-        Ok(Response::new(AddBlockResponse {}))
+        let m = &self.metastore;
+        self.with_forwarding(
+            request,
+            |r: AddBlockRequest| async move {
+                let block = r
+                    .block
+                    .ok_or_else(|| MetastoreError::InvalidRequest("missing block".into()))?;
+                m.add_block(block).await.map(|()| AddBlockResponse {})
+            },
+            |mut c, req| async move { c.add_block(req).await },
+        )
+        .await
     }
 
     async fn query_blocks(
         &self,
         request: Request<QueryBlocksRequest>,
     ) -> Result<Response<QueryBlocksResponse>, Status> {
-        let blocks = self.metastore.query_blocks(request.get_ref());
-        Ok(Response::new(QueryBlocksResponse { blocks }))
+        let m = &self.metastore;
+        self.with_forwarding(
+            request,
+            |r: QueryBlocksRequest| async move {
+                m.query_blocks(&r)
+                    .await
+                    .map(|blocks| QueryBlocksResponse { blocks })
+            },
+            |mut c, req| async move { c.query_blocks(req).await },
+        )
+        .await
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<HeartbeatRequest>,
+    ) -> Result<Response<HeartbeatResponse>, Status> {
+        let m = &self.metastore;
+        self.with_forwarding(
+            request,
+            |r: HeartbeatRequest| async move {
+                let member = r
+                    .member
+                    .ok_or_else(|| MetastoreError::InvalidRequest("missing member".into()))?;
+                m.heartbeat(member).await.map(|()| HeartbeatResponse {})
+            },
+            |mut c, req| async move { c.heartbeat(req).await },
+        )
+        .await
+    }
+
+    async fn get_members(
+        &self,
+        request: Request<GetMembersRequest>,
+    ) -> Result<Response<GetMembersResponse>, Status> {
+        let m = &self.metastore;
+        self.with_forwarding(
+            request,
+            |r: GetMembersRequest| async move {
+                m.members(&r.role)
+                    .await
+                    .map(|(members, now)| GetMembersResponse { members, now })
+            },
+            |mut c, req| async move { c.get_members(req).await },
+        )
+        .await
+    }
+
+    async fn status(
+        &self,
+        _request: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
+        Ok(Response::new(self.metastore.status()))
     }
 }

@@ -1,101 +1,274 @@
-//! The metastore service: durable commands in, block index reads out.
+//! The metastore service: commands go through raft, reads are linearizable.
+//!
+//! Only the leader proposes and answers reads; a replica that is not the
+//! leader answers [`MetastoreError::NotLeader`] with the leader's address,
+//! and the gRPC layer forwards the call there, so any replica can be asked.
 
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kiln_proto::kiln::metastore::v1::command::Kind;
-use kiln_proto::kiln::metastore::v1::{AddBlockRequest, BlockMeta, Command, QueryBlocksRequest};
+use kiln_proto::kiln::metastore::v1::{
+    AddBlockRequest, BlockMeta, Command, Member, QueryBlocksRequest, StatusResponse,
+};
+use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::{BasicNode, ServerState, SnapshotPolicy};
+use prost::Message;
 
-use crate::log::CommandLog;
-use crate::state_machine::{Applied, StateMachine};
-use crate::{MetastoreError, Result};
+use crate::raft::log_store::LogStore;
+use crate::raft::network::{Network, RaftGrpc};
+use crate::raft::sm_store::StateMachineStore;
+use crate::raft::{NodeId, Raft, Request};
+use crate::state_machine::StateMachine;
+use crate::{MetastoreConfig, MetastoreError, Result};
 
-/// Commands between snapshots.
-const SNAPSHOT_EVERY: u64 = 10_000;
-
-/// A single-replica metastore with a durable command log.
-#[derive(Debug, Clone)]
+/// A metastore replica.
+#[derive(Clone)]
 pub struct Metastore {
-    log: Arc<Mutex<CommandLog>>,
+    node_id: NodeId,
+    raft: Raft,
     state: Arc<RwLock<StateMachine>>,
 }
 
+impl std::fmt::Debug for Metastore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metastore")
+            .field("node_id", &self.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
 impl Metastore {
-    /// Opens the metastore whose files live in `dir`.
-    pub fn open(dir: &Path) -> Result<Self> {
-        let (log, sm) = CommandLog::open(dir)?;
-        tracing::info!(dir = %dir.display(), blocks = sm.index().len(), "metastore opened");
-        Ok(Metastore {
-            log: Arc::new(Mutex::new(log)),
-            state: Arc::new(RwLock::new(sm)),
-        })
-    }
-
-    /// Makes `command` durable, then applies it.
-    async fn propose(&self, command: Command) -> Result<Applied> {
-        let log = Arc::clone(&self.log);
-        let state = Arc::clone(&self.state);
-        tokio::task::spawn_blocking(move || {
-            let mut log = log
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            log.append(&command)?;
-            let mut sm = state
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let applied = sm.apply(&command);
-            if log.records() >= SNAPSHOT_EVERY {
-                log.snapshot(&sm)?;
+    /// Starts a replica keeping its state in `dir`. `self_addr` is this
+    /// replica's gRPC address (used when `config.peers` is empty).
+    pub async fn start(config: &MetastoreConfig, dir: &Path, self_addr: &str) -> Result<Self> {
+        config.validate().map_err(MetastoreError::InvalidRequest)?;
+        let mut peers = config
+            .parse_peers()
+            .map_err(MetastoreError::InvalidRequest)?;
+        if peers.is_empty() {
+            peers.push((config.node_id, self_addr.to_owned()));
+        }
+        let io = |operation: &'static str, path: &Path| {
+            let path = path.display().to_string();
+            move |source| MetastoreError::Io {
+                operation,
+                path,
+                source,
             }
-            Ok(applied)
-        })
+        };
+        let log_dir = dir.join("raft-log");
+        let sm_dir = dir.join("raft-state");
+        let log_store = LogStore::open(&log_dir).map_err(io("opening", &log_dir))?;
+        let sm_store = StateMachineStore::open(&sm_dir).map_err(io("opening", &sm_dir))?;
+        let state = sm_store.state();
+        let heartbeat = config.raft_heartbeat_interval.as_millis() as u64;
+        let election = config.raft_election_timeout.as_millis() as u64;
+        let raft_config = openraft::Config {
+            cluster_name: "kiln-metastore".into(),
+            heartbeat_interval: heartbeat,
+            election_timeout_min: election,
+            election_timeout_max: election * 2,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every),
+            max_in_snapshot_log_to_keep: 100,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| MetastoreError::InvalidRequest(format!("invalid raft settings: {e}")))?;
+        let raft = Raft::new(
+            config.node_id,
+            Arc::new(raft_config),
+            Network,
+            log_store,
+            sm_store,
+        )
         .await
-        .map_err(|e| MetastoreError::InvalidRequest(format!("metastore task failed: {e}")))?
+        .map_err(|e| MetastoreError::Raft(e.to_string()))?;
+        let initialized = raft
+            .is_initialized()
+            .await
+            .map_err(|e| MetastoreError::Raft(e.to_string()))?;
+        if !initialized {
+            let members: BTreeMap<NodeId, BasicNode> = peers
+                .iter()
+                .map(|(id, addr)| (*id, BasicNode { addr: addr.clone() }))
+                .collect();
+            match raft.initialize(members).await {
+                Ok(()) => tracing::info!(
+                    node_id = config.node_id,
+                    replicas = peers.len(),
+                    "metastore cluster initialized"
+                ),
+                Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+                Err(e) => return Err(MetastoreError::Raft(e.to_string())),
+            }
+        }
+        let blocks = state
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .index()
+            .len();
+        tracing::info!(dir = %dir.display(), node_id = config.node_id, replicas = peers.len(), blocks, "metastore started");
+        Ok(Metastore {
+            node_id: config.node_id,
+            raft,
+            state,
+        })
     }
 
-    /// Registers a block. Idempotent: registering the same block id again
-    /// succeeds without a change.
-    pub async fn add_block(&self, block: BlockMeta, now_ms: i64) -> Result<()> {
+    /// The raft RPC service of this replica.
+    pub fn raft_service(&self) -> RaftGrpc {
+        RaftGrpc::new(self.raft.clone())
+    }
+
+    /// Waits until a leader is known (or the timeout passes).
+    pub async fn wait_for_leader(&self, timeout: Duration) -> bool {
+        self.raft
+            .wait(Some(timeout))
+            .metrics(|m| m.current_leader.is_some(), "leader known")
+            .await
+            .is_ok()
+    }
+
+    fn not_leader(&self, leader: Option<(NodeId, String)>) -> MetastoreError {
+        match leader {
+            Some((id, addr)) if id != self.node_id => {
+                MetastoreError::NotLeader { leader_addr: addr }
+            }
+            _ => MetastoreError::NoLeader,
+        }
+    }
+
+    /// Makes `kind` durable on a quorum, then applies it.
+    async fn propose(&self, kind: Kind) -> Result<()> {
+        let command = Command {
+            timestamp: now_ms(),
+            kind: Some(kind),
+        };
+        match self
+            .raft
+            .client_write(Request(command.encode_to_vec()))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(self.not_leader(f.leader_id.zip(f.leader_node.map(|n| n.addr))))
+            }
+            Err(e) => Err(MetastoreError::Raft(e.to_string())),
+        }
+    }
+
+    /// Registers a block. Idempotent by block id.
+    pub async fn add_block(&self, block: BlockMeta) -> Result<()> {
         if block.id.is_empty() || block.tenant.is_empty() || block.object_key.is_empty() {
             return Err(MetastoreError::InvalidRequest(
                 "a block needs an id, a tenant and an object key".into(),
             ));
         }
-        let applied = self
-            .propose(Command {
-                timestamp: now_ms,
-                kind: Some(Kind::AddBlock(AddBlockRequest { block: Some(block) })),
-            })
-            .await?;
-        tracing::debug!(?applied, "block registered");
-        Ok(())
+        self.propose(Kind::AddBlock(AddBlockRequest { block: Some(block) }))
+            .await
     }
 
-    /// The blocks matching a query, sorted by start time.
-    pub fn query_blocks(&self, request: &QueryBlocksRequest) -> Vec<BlockMeta> {
-        let sm = self
+    /// Registers or renews a node.
+    pub async fn heartbeat(&self, member: Member) -> Result<()> {
+        if member.id.is_empty() || member.addr.is_empty() {
+            return Err(MetastoreError::InvalidRequest(
+                "a member needs an id and an address".into(),
+            ));
+        }
+        self.propose(Kind::Heartbeat(member)).await
+    }
+
+    /// Waits until this replica may serve a linearizable read.
+    async fn linearizable(&self) -> Result<()> {
+        match self.raft.ensure_linearizable().await {
+            Ok(_) => Ok(()),
+            Err(e) => match e.forward_to_leader::<BasicNode>() {
+                Some(f) => {
+                    Err(self.not_leader(f.leader_id.zip(f.leader_node.clone().map(|n| n.addr))))
+                }
+                None => Err(MetastoreError::Raft(e.to_string())),
+            },
+        }
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&StateMachine) -> T) -> T {
+        f(&self
             .state
             .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut out = Vec::new();
-        for tenant in &request.tenants {
-            out.extend(
-                sm.index()
-                    .query(tenant, request.start, request.end, &request.service_names)
-                    .into_iter()
-                    .cloned(),
-            );
-        }
-        out
+            .unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
-    /// Number of blocks in the index.
+    /// The blocks matching a query, sorted by start time (linearizable).
+    pub async fn query_blocks(&self, request: &QueryBlocksRequest) -> Result<Vec<BlockMeta>> {
+        self.linearizable().await?;
+        Ok(self.read(|sm| {
+            let mut out = Vec::new();
+            for tenant in &request.tenants {
+                out.extend(
+                    sm.index()
+                        .query(tenant, request.start, request.end, &request.service_names)
+                        .into_iter()
+                        .cloned(),
+                );
+            }
+            out
+        }))
+    }
+
+    /// Registered nodes running `role` (all if empty), and the time now (linearizable).
+    pub async fn members(&self, role: &str) -> Result<(Vec<Member>, i64)> {
+        self.linearizable().await?;
+        let members = self.read(|sm| {
+            sm.members()
+                .filter(|m| role.is_empty() || m.roles.iter().any(|r| r == role))
+                .cloned()
+                .collect()
+        });
+        Ok((members, now_ms()))
+    }
+
+    /// This replica's raft state (local, not linearizable).
+    pub fn status(&self) -> StatusResponse {
+        let m = self.raft.metrics().borrow().clone();
+        let state = match m.state {
+            ServerState::Leader => "Leader",
+            ServerState::Follower => "Follower",
+            ServerState::Candidate => "Candidate",
+            ServerState::Learner => "Learner",
+            ServerState::Shutdown => "Shutdown",
+        };
+        StatusResponse {
+            node_id: self.node_id,
+            leader_id: m.current_leader.unwrap_or(0),
+            term: m.current_term,
+            last_log_index: m.last_log_index.unwrap_or(0),
+            last_applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
+            blocks: self.read(|sm| sm.index().len() as u64),
+            state: state.into(),
+            voters: m.membership_config.membership().voter_ids().collect(),
+        }
+    }
+
+    /// Number of blocks in the local index.
     pub fn block_count(&self) -> usize {
-        self.state
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .index()
-            .len()
+        self.read(|sm| sm.index().len())
+    }
+
+    /// Stops the raft node.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "metastore raft did not shut down cleanly");
+        }
     }
 }
 
@@ -103,29 +276,61 @@ impl Metastore {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn blocks_survive_a_restart() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn single_replica_keeps_blocks_across_restarts() {
         let dir = tempfile::tempdir().unwrap();
-        let m = Metastore::open(dir.path()).unwrap();
-        let block = BlockMeta {
-            id: "01H".into(),
+        let config = MetastoreConfig {
+            snapshot_every: 3,
+            ..Default::default()
+        };
+        let m = Metastore::start(&config, dir.path(), "127.0.0.1:1")
+            .await
+            .unwrap();
+        assert!(m.wait_for_leader(Duration::from_secs(10)).await);
+        let block = |id: &str| BlockMeta {
+            id: id.into(),
             tenant: "anonymous".into(),
-            object_key: "k".into(),
+            object_key: format!("k/{id}"),
             min_time: 5,
             max_time: 9,
             ..Default::default()
         };
-        m.add_block(block.clone(), 1).await.unwrap();
-        m.add_block(block.clone(), 2).await.unwrap();
-        assert!(m.add_block(BlockMeta::default(), 3).await.is_err());
+        for id in ["a", "b", "c", "d", "e"] {
+            m.add_block(block(id)).await.unwrap();
+        }
+        m.add_block(block("a")).await.unwrap();
+        assert!(m.add_block(BlockMeta::default()).await.is_err());
+        m.heartbeat(Member {
+            id: "i1".into(),
+            roles: vec!["ingester".into()],
+            addr: "x:1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        m.shutdown().await;
         drop(m);
-        let m = Metastore::open(dir.path()).unwrap();
+        let m = Metastore::start(&config, dir.path(), "127.0.0.1:1")
+            .await
+            .unwrap();
+        assert!(m.wait_for_leader(Duration::from_secs(10)).await);
         let q = QueryBlocksRequest {
             tenants: vec!["anonymous".into()],
             start: 0,
             end: 10,
             service_names: vec![],
         };
-        assert_eq!(m.query_blocks(&q), vec![block]);
+        let ids: Vec<String> = m
+            .query_blocks(&q)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|b| b.id)
+            .collect();
+        assert_eq!(ids, vec!["a", "b", "c", "d", "e"]);
+        let (members, _) = m.members("ingester").await.unwrap();
+        assert_eq!(members.len(), 1);
+        assert!(m.members("querier").await.unwrap().0.is_empty());
+        m.shutdown().await;
     }
 }

@@ -4,8 +4,10 @@
 //! the same state on every replica. It reads no clock (a command carries the
 //! proposer's timestamp), draws no random numbers and does no I/O.
 
+use std::collections::BTreeMap;
+
 use kiln_proto::kiln::metastore::v1::command::Kind;
-use kiln_proto::kiln::metastore::v1::{Command, Snapshot};
+use kiln_proto::kiln::metastore::v1::{Command, Member, Snapshot};
 
 use crate::index::BlockIndex;
 
@@ -13,6 +15,7 @@ use crate::index::BlockIndex;
 #[derive(Debug, Default, Clone)]
 pub struct StateMachine {
     index: BlockIndex,
+    members: BTreeMap<String, Member>,
     applied: u64,
 }
 
@@ -23,6 +26,8 @@ pub enum Applied {
     BlockAdded,
     /// The block was known already (a retried command).
     BlockExisted,
+    /// A node's registration was created or renewed.
+    Heartbeat,
     /// The command carried nothing to do.
     Noop,
 }
@@ -42,8 +47,26 @@ impl StateMachine {
                 }
                 None => Applied::Noop,
             },
+            Some(Kind::Heartbeat(m)) => {
+                let joined = self
+                    .members
+                    .get(&m.id)
+                    .map_or(command.timestamp, |old| old.joined);
+                let member = Member {
+                    last_heartbeat: command.timestamp,
+                    joined,
+                    ..m.clone()
+                };
+                self.members.insert(m.id.clone(), member);
+                Applied::Heartbeat
+            }
             None => Applied::Noop,
         }
+    }
+
+    /// Registered nodes by id.
+    pub fn members(&self) -> impl Iterator<Item = &Member> {
+        self.members.values()
     }
 
     /// The block index.
@@ -61,6 +84,7 @@ impl StateMachine {
         Snapshot {
             blocks: self.index.iter().cloned().collect(),
             applied: self.applied,
+            members: self.members.values().cloned().collect(),
         }
     }
 
@@ -70,8 +94,14 @@ impl StateMachine {
         for b in snapshot.blocks {
             index.insert(b);
         }
+        let members = snapshot
+            .members
+            .into_iter()
+            .map(|m| (m.id.clone(), m))
+            .collect();
         StateMachine {
             index,
+            members,
             applied: snapshot.applied,
         }
     }
@@ -116,5 +146,28 @@ mod tests {
         let z = StateMachine::restore(x.snapshot());
         assert_eq!(z.snapshot(), x.snapshot());
         assert_eq!(z.index().len(), 2);
+    }
+
+    #[test]
+    fn heartbeats_keep_the_join_time_and_stamp_the_command_time() {
+        let hb = |t: i64, addr: &str| Command {
+            timestamp: t,
+            kind: Some(Kind::Heartbeat(Member {
+                id: "i1".into(),
+                addr: addr.into(),
+                ..Default::default()
+            })),
+        };
+        let mut sm = StateMachine::default();
+        sm.apply(&hb(100, "a:1"));
+        sm.apply(&hb(200, "a:2"));
+        let m: Vec<_> = sm.members().collect();
+        assert_eq!(m.len(), 1);
+        assert_eq!(
+            (m[0].joined, m[0].last_heartbeat, m[0].addr.as_str()),
+            (100, 200, "a:2")
+        );
+        let restored = StateMachine::restore(sm.snapshot());
+        assert_eq!(restored.members().count(), 1);
     }
 }

@@ -13,20 +13,12 @@ use figment::providers::{Env, Format, Serialized, Yaml};
 use kiln_distributor::DistributorConfig;
 use kiln_formats::Limits;
 use kiln_ingester::IngesterConfig;
+use kiln_metastore::MetastoreConfig;
 use kiln_querier::QuerierConfig;
 use kiln_storage::StorageConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::modules::Targets;
-
-/// Where the metastore is and how it keeps its state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
-pub struct MetastoreConfig {
-    /// gRPC address of the metastore; empty means this process (which must
-    /// then run the metastore role).
-    pub address: String,
-}
 
 /// Tenancy settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -70,6 +62,9 @@ pub struct Config {
     /// Address other nodes use to reach this node's gRPC listener; empty
     /// means the bound gRPC address.
     pub advertise_addr: String,
+    /// Unique name of this node in the cluster; empty means its advertised
+    /// gRPC address.
+    pub instance_id: String,
     /// Directory for local state: blocks of the filesystem backend and the
     /// metastore's log.
     pub data_dir: PathBuf,
@@ -98,6 +93,7 @@ impl Default for Config {
             http_addr: "0.0.0.0:4040".into(),
             grpc_addr: "0.0.0.0:9095".into(),
             advertise_addr: String::new(),
+            instance_id: String::new(),
             data_dir: PathBuf::from("./data"),
             storage: StorageConfig::default(),
             metastore: MetastoreConfig::default(),
@@ -194,6 +190,7 @@ impl Config {
         self.distributor.validate().map_err(ConfigError)?;
         self.ingester.validate().map_err(ConfigError)?;
         self.querier.validate().map_err(ConfigError)?;
+        self.metastore.validate().map_err(ConfigError)?;
         Ok(())
     }
 

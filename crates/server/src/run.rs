@@ -6,14 +6,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use kiln_cluster::{IngesterClients, Member, MetastoreClient, Ring};
-use kiln_distributor::{Distributor, DistributorMetrics, StaticRing};
+use kiln_cluster::membership::heartbeat_loop;
+use kiln_cluster::{IngesterClients, MetastoreClient, MetastoreRing, RingSource};
+use kiln_distributor::{Distributor, DistributorMetrics};
 use kiln_ingester::grpc::IngesterGrpc;
 use kiln_ingester::{Ingester, IngesterMetrics};
 use kiln_metastore::Metastore;
 use kiln_metastore::grpc::MetastoreGrpc;
 use kiln_proto::kiln::ingester::v1::ingester_service_server::IngesterServiceServer;
+use kiln_proto::kiln::metastore::v1::Member;
 use kiln_proto::kiln::metastore::v1::metastore_service_server::MetastoreServiceServer;
+use kiln_proto::kiln::metastore::v1::raft_service_server::RaftServiceServer;
 use kiln_proto::push::v1::pusher_service_server::PusherServiceServer;
 use kiln_proto::querier::v1::querier_service_server::QuerierServiceServer;
 use kiln_querier::{Querier, QuerierMetrics};
@@ -21,11 +24,12 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::Config;
 use crate::grpc::{PushGrpc, QuerierGrpc};
 use crate::http::{AppState, router};
-use crate::modules::{Module, Targets};
+use crate::modules::{Module, Target, Targets};
 
 /// Largest gRPC message accepted between roles.
 const MAX_GRPC_MESSAGE: usize = kiln_cluster::clients::MAX_MESSAGE_BYTES;
@@ -76,7 +80,14 @@ pub async fn run(
     let http_addr = listeners.http.local_addr()?;
     let grpc_addr = listeners.grpc.local_addr()?;
     let advertise = advertise_addr(&config, grpc_addr);
+    let instance = if config.instance_id.is_empty() {
+        advertise.clone()
+    } else {
+        config.instance_id.clone()
+    };
     let mut registry = Registry::default();
+    let background = TaskTracker::new();
+    let background_stop = CancellationToken::new();
 
     let store = if has(Module::Storage) {
         Some(config.storage.build(&config.data_dir)?)
@@ -85,62 +96,61 @@ pub async fn run(
     };
     let metastore = if has(Module::Metastore) {
         Some(
-            Metastore::open(&config.data_dir.join("metastore"))
-                .context("cannot open the metastore")?,
+            Metastore::start(
+                &config.metastore,
+                &config.data_dir.join("metastore"),
+                &advertise,
+            )
+            .await
+            .context("cannot start the metastore")?,
         )
     } else {
         None
     };
-    let metastore_client = if has(Module::MetastoreClient) {
-        let addr = if config.metastore.address.is_empty() {
-            if metastore.is_none() {
-                anyhow::bail!(
-                    "`metastore.address` must be set when this node does not run the metastore"
-                );
-            }
-            advertise.clone()
+    let metastore_addrs = {
+        let configured = config.metastore.addresses();
+        if !configured.is_empty() {
+            configured
+        } else if metastore.is_some() {
+            vec![advertise.clone()]
         } else {
-            config.metastore.address.clone()
-        };
-        Some(MetastoreClient::new(&addr, Duration::from_secs(30))?)
-    } else {
-        None
+            anyhow::bail!(
+                "`metastore.address` must be set when this node does not run the metastore"
+            );
+        }
     };
-    let ingester = match (has(Module::Ingester), &store, &metastore_client) {
-        (true, Some(store), Some(mc)) => Some(Ingester::new(
+    let metastore_client = MetastoreClient::new(&metastore_addrs, Duration::from_secs(30))?;
+    let ingester = match (has(Module::Ingester), &store) {
+        (true, Some(store)) => Some(Ingester::new(
             config.ingester.clone(),
             Arc::clone(store),
-            mc.clone(),
+            metastore_client.clone(),
             IngesterMetrics::register(&mut registry),
         )),
         _ => None,
     };
-    let distributor = if has(Module::Distributor) {
-        let members = if ingester.is_some() {
-            vec![Member {
-                id: format!("ingester@{advertise}"),
-                addr: advertise.clone(),
-            }]
-        } else {
-            anyhow::bail!(
-                "a distributor without a local ingester needs ring membership from the metastore, which is not available yet"
-            );
-        };
-        let ring = Arc::new(StaticRing(Arc::new(Ring::new(members, 128))));
-        Some(Distributor::new(
-            config.distributor.clone(),
-            config.limits.clone(),
-            ring,
-            Arc::new(IngesterClients::new(config.distributor.push_timeout)),
-            DistributorMetrics::register(&mut registry),
+    let ring = if has(Module::Ring) {
+        Some(MetastoreRing::new(
+            metastore_client.clone(),
+            config.metastore.member_timeout,
         ))
     } else {
         None
     };
-    let querier = match (has(Module::Querier), &store, &metastore_client) {
-        (true, Some(store), Some(mc)) => Some(Arc::new(Querier::new(
+    let distributor = match (has(Module::Distributor), &ring) {
+        (true, Some(ring)) => Some(Distributor::new(
+            config.distributor.clone(),
+            config.limits.clone(),
+            Arc::clone(ring) as Arc<dyn RingSource>,
+            Arc::new(IngesterClients::new(config.distributor.push_timeout)),
+            DistributorMetrics::register(&mut registry),
+        )),
+        _ => None,
+    };
+    let querier = match (has(Module::Querier), &store) {
+        (true, Some(store)) => Some(Arc::new(Querier::new(
             config.querier.clone(),
-            mc.clone(),
+            metastore_client.clone(),
             Arc::clone(store),
             QuerierMetrics::register(&mut registry),
         )?)),
@@ -151,9 +161,11 @@ pub async fn run(
         http_addr = %http_addr,
         grpc_addr = %grpc_addr,
         advertise_addr = %advertise,
+        instance = %instance,
         targets = %targets.names(),
         data_dir = %config.data_dir.display(),
         storage = %config.storage.describe(&config.data_dir),
+        metastore = %metastore_addrs.join(","),
         "kiln listening"
     );
 
@@ -164,6 +176,11 @@ pub async fn run(
         let router = builder
             .add_optional_service(metastore.as_ref().map(|m| {
                 MetastoreServiceServer::new(MetastoreGrpc::new(m.clone()))
+                    .max_decoding_message_size(MAX_GRPC_MESSAGE)
+                    .max_encoding_message_size(MAX_GRPC_MESSAGE)
+            }))
+            .add_optional_service(metastore.as_ref().map(|m| {
+                RaftServiceServer::new(m.raft_service())
                     .max_decoding_message_size(MAX_GRPC_MESSAGE)
                     .max_encoding_message_size(MAX_GRPC_MESSAGE)
             }))
@@ -195,6 +212,28 @@ pub async fn run(
         })
     };
 
+    // Membership: every node registers; distributors follow the ring.
+    let member = Member {
+        id: instance.clone(),
+        roles: Target::ALL
+            .iter()
+            .filter(|t| targets.has(**t))
+            .map(|t| t.name().to_owned())
+            .collect(),
+        addr: advertise.clone(),
+        http_addr: http_addr.to_string(),
+        ..Default::default()
+    };
+    background.spawn(heartbeat_loop(
+        metastore_client.clone(),
+        member,
+        config.metastore.member_heartbeat_interval,
+        background_stop.clone(),
+    ));
+    if let Some(ring) = &ring {
+        background.spawn(Arc::clone(ring).run(Duration::from_secs(2), background_stop.clone()));
+    }
+
     let ingester_shutdown = CancellationToken::new();
     let ingester_task = ingester.as_ref().map(|i| {
         let i = i.clone();
@@ -222,8 +261,33 @@ pub async fn run(
                 .await
         })
     };
-    ready.store(true, Ordering::Release);
-    tracing::info!("kiln ready");
+
+    // Ready once the metastore answers and, for distributors, the ring has
+    // an ingester.
+    {
+        let ready = Arc::clone(&ready);
+        let client = metastore_client.clone();
+        let ring = ring.clone();
+        let stop = background_stop.clone();
+        background.spawn(async move {
+            loop {
+                let metastore_ok = client.members("").await.is_ok();
+                let ring_ok = match &ring {
+                    Some(r) => r.refresh().await.is_ok_and(|n| n > 0),
+                    None => true,
+                };
+                if metastore_ok && ring_ok {
+                    ready.store(true, Ordering::Release);
+                    tracing::info!("kiln ready");
+                    return;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    _ = stop.cancelled() => return,
+                }
+            }
+        });
+    }
 
     shutdown.cancelled().await;
     tracing::info!("shutting down");
@@ -243,14 +307,19 @@ pub async fn run(
     if let Some(task) = ingester_task {
         let _ = task.await;
     }
-    // 3. gRPC, then the metastore (dropped last).
+    // 3. Background loops, gRPC, then the metastore last.
+    background_stop.cancel();
+    background.close();
+    background.wait().await;
     grpc_shutdown.cancel();
     match grpc_server.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(error = %e, "grpc server failed"),
         Err(e) => tracing::warn!(error = %e, "grpc server task failed"),
     }
-    drop(metastore);
+    if let Some(m) = &metastore {
+        m.shutdown().await;
+    }
     tracing::info!("kiln stopped");
     Ok(())
 }
