@@ -5,7 +5,8 @@
 //! directory, waits until `/ready`, and stops it with SIGTERM or SIGKILL.
 //! [`Client`] speaks to it the way agents and Grafana do: the legacy
 //! `/ingest` API, Connect with protobuf or JSON bodies, and the render API.
-//! [`testdata`] finds the shared real-world profiles.
+//! [`testdata`] finds the shared real-world profiles; [`wait_until`] polls
+//! for a condition with a deadline.
 
 #![allow(
     clippy::print_stderr,
@@ -68,6 +69,38 @@ pub fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
+/// Polls `probe` every `interval` until it returns `Ok(value)`, and returns
+/// that value. Fails once `timeout` has passed, naming `what` was awaited
+/// and the last state the probe described in its `Err`. This is the one
+/// polling helper of the tests: use it instead of sleeps and loops.
+pub async fn wait_until<T, F, Fut>(
+    what: &str,
+    timeout: Duration,
+    interval: Duration,
+    mut probe: F,
+) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = std::result::Result<T, String>>,
+{
+    let started = Instant::now();
+    let mut polls = 0u32;
+    loop {
+        polls += 1;
+        let last = match probe().await {
+            Ok(value) => return Ok(value),
+            Err(state) => state,
+        };
+        if started.elapsed() >= timeout {
+            bail!(
+                "timed out after {:.1?} ({polls} polls) waiting for {what}; last state: {last}",
+                started.elapsed()
+            );
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
+
 /// A running `kiln` process.
 #[derive(Debug)]
 pub struct Kiln {
@@ -127,7 +160,7 @@ impl Kiln {
             .args(args)
             .env(
                 "KILN_LOG__LEVEL",
-                std::env::var("KILN_TEST_LOG").unwrap_or_else(|_| "info".into()),
+                std::env::var("KILN_TEST_LOG").unwrap_or_else(|_| "info,openraft=warn".into()),
             )
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -501,4 +534,157 @@ pub fn base64(data: &[u8]) -> String {
         });
     }
     out
+}
+
+/// A base port such that `base..base+n` are all free right now.
+pub fn free_port_range(n: u16) -> u16 {
+    use std::net::TcpListener;
+    let seed = std::process::id() as u64 ^ now_ms() as u64;
+    for attempt in 0..200u64 {
+        let base = 20_000
+            + ((seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(attempt * 7919))
+                % 40_000) as u16;
+        let ok = (0..n)
+            .map(|i| TcpListener::bind(("127.0.0.1", base + i)))
+            .collect::<Result<Vec<_>, _>>()
+            .is_ok();
+        if ok {
+            return base;
+        }
+    }
+    panic!("no free port range of {n} ports");
+}
+
+/// A multi-process cluster started with `deploy/local/cluster.sh`.
+#[derive(Debug)]
+pub struct Cluster {
+    script: PathBuf,
+    /// The cluster's directory (data, logs, pids).
+    pub dir: PathBuf,
+    /// Base URLs of the distributors.
+    pub push: Vec<String>,
+    /// Base URL of the querier.
+    pub query: String,
+    /// gRPC addresses of the metastore replicas (index 0 = metastore-1).
+    pub metastores: Vec<String>,
+    stopped: bool,
+}
+
+impl Cluster {
+    /// Starts the cluster in `dir` with `bin`; `env` is passed to every node.
+    pub fn start(bin: &Path, dir: &Path, env: &[(&str, &str)]) -> Result<Cluster> {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/local/cluster.sh");
+        let base = free_port_range(18);
+        let out = Command::new("bash")
+            .arg(&script)
+            .args(["start", "--base-port", &base.to_string(), "--data-dir"])
+            .arg(dir)
+            .arg("--bin")
+            .arg(bin)
+            .envs(env.iter().copied())
+            .env(
+                "KILN_LOG__LEVEL",
+                std::env::var("KILN_TEST_LOG").unwrap_or_else(|_| "info,openraft=warn".into()),
+            )
+            .output()?;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        if !out.status.success() {
+            bail!(
+                "cluster.sh start failed:\n{stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let mut push = Vec::new();
+        let mut query = String::new();
+        for line in stdout.lines() {
+            if let Some(u) = line.strip_prefix("push: ") {
+                push.push(u.trim().to_owned());
+            } else if let Some(u) = line.strip_prefix("query: ") {
+                query = u.trim().to_owned();
+            }
+        }
+        let metastores = (0..3)
+            .map(|i| format!("127.0.0.1:{}", base + 2 * i + 1))
+            .collect();
+        Ok(Cluster {
+            script,
+            dir: dir.to_owned(),
+            push,
+            query,
+            metastores,
+            stopped: false,
+        })
+    }
+
+    /// The pid of a node (`ingester-1`, `metastore-2`, ...).
+    pub fn pid(&self, node: &str) -> u32 {
+        std::fs::read_to_string(self.dir.join("pids").join(format!("{node}.pid")))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// Kills a node with SIGKILL.
+    pub fn kill9(&self, node: &str) {
+        let pid = self.pid(node);
+        let status = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -9 {node} ({pid})");
+        // Wait until the process is gone.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Path::new(&format!("/proc/{pid}")).exists()
+            && std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| !s.contains(") Z "))
+                .unwrap_or(false)
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts a stopped node again with its original command.
+    pub fn restart(&self, node: &str) -> Result<()> {
+        let out = Command::new("bash")
+            .arg(&self.script)
+            .args(["restart-node", node, "--data-dir"])
+            .arg(&self.dir)
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "restart of {node} failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    /// The log of a node.
+    pub fn log(&self, node: &str) -> String {
+        std::fs::read_to_string(self.dir.join("logs").join(format!("{node}.log")))
+            .unwrap_or_default()
+    }
+
+    /// Stops every node (SIGTERM, then SIGKILL after 30 s).
+    pub fn stop(&mut self) {
+        if !self.stopped {
+            let _ = Command::new("bash")
+                .arg(&self.script)
+                .args(["stop", "--data-dir"])
+                .arg(&self.dir)
+                .status();
+            self.stopped = true;
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }

@@ -42,7 +42,7 @@ pub struct LogConfig {
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
-            level: "info".into(),
+            level: "info,openraft=warn".into(),
             format: "text".into(),
         }
     }

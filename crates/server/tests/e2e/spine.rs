@@ -13,11 +13,11 @@ use kiln_tests::{
 };
 use prost::Message;
 
-const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
+pub(crate) const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
 
 /// What one ingested input should read back as.
 #[derive(Debug, Clone)]
-struct Expect {
+pub(crate) struct Expect {
     service: String,
     profile_type: String,
     total: i64,
@@ -38,7 +38,7 @@ fn secs() -> String {
     (now_ms() / 1000).to_string()
 }
 
-async fn ingest_everything(c: &Client) -> (Vec<Expect>, BTreeMap<String, i64>) {
+pub(crate) async fn ingest_everything(c: &Client) -> (Vec<Expect>, BTreeMap<String, i64>) {
     let mut expect = Vec::new();
 
     // 1. Folded text (the default format), OG-style name with a kind suffix.
@@ -173,7 +173,7 @@ fn range() -> (i64, i64) {
     (1, now_ms() + 3_600_000)
 }
 
-async fn merge(
+pub(crate) async fn merge(
     c: &Client,
     profile_type: &str,
     selector: &str,
@@ -197,7 +197,11 @@ async fn merge(
     .unwrap_or_else(|e| panic!("SelectMergeStacktraces failed: {} {}", e.status, e.text()))
 }
 
-async fn check_everything(c: &Client, expect: &[Expect], folded_ns: &BTreeMap<String, i64>) {
+pub(crate) async fn check_everything(
+    c: &Client,
+    expect: &[Expect],
+    folded_ns: &BTreeMap<String, i64>,
+) {
     let (start, end) = range();
     for e in expect {
         let sel = format!("{{service_name=\"{}\"}}", e.service);

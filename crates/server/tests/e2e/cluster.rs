@@ -1,0 +1,219 @@
+//! The multi-process cluster (`deploy/local/cluster.sh`): 3 metastores,
+//! 2 distributors, 3 ingesters and a querier as separate `kiln` processes on
+//! loopback. The spine's cases give the same answers as `--target=all`, and
+//! kill -9 of an ingester, the metastore leader and a distributor under load
+//! loses no acknowledged push.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kiln_proto::kiln::metastore::v1::StatusRequest;
+use kiln_proto::kiln::metastore::v1::metastore_service_client::MetastoreServiceClient;
+use kiln_proto::querier::v1 as q;
+use kiln_tests::{Client, Cluster, Kiln, decode_levels, now_ms, wait_until};
+
+use crate::spine::{check_everything, ingest_everything};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_answers_like_a_single_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(&Kiln::binary(), dir.path(), &[]).unwrap();
+    let push = Client::new(&cluster.push[0]);
+    let query = Client::new(&cluster.query);
+    let (expect, folded) = ingest_everything(&push).await;
+    check_everything(&query, &expect, &folded).await;
+    // The second distributor takes pushes too.
+    let r = Client::new(&cluster.push[1])
+        .ingest(
+            &[("name", "second.cpu".into())],
+            "text/plain",
+            b"main;x 3\n".to_vec(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+async fn status(addr: &str) -> Option<kiln_proto::kiln::metastore::v1::StatusResponse> {
+    let mut c = MetastoreServiceClient::connect(format!("http://{addr}"))
+        .await
+        .ok()?;
+    c.status(StatusRequest {})
+        .await
+        .ok()
+        .map(tonic::Response::into_inner)
+}
+
+/// The metastore node whose replica is the leader, by asking every replica.
+async fn leader(
+    cluster: &Cluster,
+    alive: &[usize],
+) -> Option<(usize, kiln_proto::kiln::metastore::v1::StatusResponse)> {
+    for &i in alive {
+        if let Some(s) = status(&cluster.metastores[i]).await
+            && s.state == "Leader"
+        {
+            return Some((i, s));
+        }
+    }
+    None
+}
+
+async fn wait_acked(acked: &Arc<Mutex<BTreeSet<u64>>>, n: u64) {
+    wait_until(
+        &format!("{n} acknowledged pushes"),
+        Duration::from_secs(120),
+        Duration::from_millis(50),
+        || {
+            let acked = Arc::clone(acked);
+            async move {
+                let have = acked.lock().unwrap().len() as u64;
+                if have >= n {
+                    Ok(())
+                } else {
+                    Err(format!("{have} acknowledged"))
+                }
+            }
+        },
+    )
+    .await
+    .unwrap();
+}
+
+async fn wait_leader(
+    cluster: &Cluster,
+    alive: &[usize],
+) -> (usize, kiln_proto::kiln::metastore::v1::StatusResponse) {
+    wait_until(
+        "a metastore leader",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || async {
+            leader(cluster, alive)
+                .await
+                .ok_or_else(|| "no replica reports itself leader".to_owned())
+        },
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_under_load_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    // Short flushes keep the test quick: every push waits for its segment.
+    let cluster = Cluster::start(&Kiln::binary(), dir.path(), &[("KILN_INGESTER__FLUSH_INTERVAL", "250ms")]).unwrap();
+    let total: u64 = 2000;
+    let acked: Arc<Mutex<BTreeSet<u64>>> = Arc::default();
+    let failed: Arc<Mutex<u64>> = Arc::default();
+    let next = Arc::new(std::sync::atomic::AtomicU64::new(1));
+    let mut workers = Vec::new();
+    for w in 0..32 {
+        let (acked, failed, next) = (Arc::clone(&acked), Arc::clone(&failed), Arc::clone(&next));
+        let urls = cluster.push.clone();
+        workers.push(tokio::spawn(async move {
+            let clients: Vec<Client> = urls.iter().map(|u| Client::new(u)).collect();
+            loop {
+                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if n > total {
+                    return;
+                }
+                let c = &clients[(n as usize + w) % clients.len()];
+                // A unique stack per push whose value is its number.
+                let body = format!("load;p{n} {n}\n").into_bytes();
+                let query = [("name", "load.cpu".to_owned()), ("sampleRate", "0".into())];
+                match c.ingest(&query, "text/plain", body).await {
+                    Ok(r) if r.status == 200 => {
+                        acked.lock().unwrap().insert(n);
+                    }
+                    _ => *failed.lock().unwrap() += 1,
+                }
+            }
+        }));
+    }
+    let acked_count = || acked.lock().unwrap().len() as u64;
+
+    wait_acked(&acked, total / 4).await;
+    cluster.kill9("ingester-1");
+    wait_acked(&acked, acked_count() + total / 6).await;
+    let (leader_idx, _) = wait_leader(&cluster, &[0, 1, 2]).await;
+    cluster.kill9(&format!("metastore-{}", leader_idx + 1));
+    wait_acked(&acked, acked_count() + total / 6).await;
+    cluster.kill9("distributor-1");
+    for w in workers {
+        w.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    let failed = *failed.lock().unwrap();
+    assert_eq!(acked.len() as u64 + failed, total);
+    eprintln!("{} pushes acknowledged, {failed} refused", acked.len());
+    assert!(
+        acked.len() as u64 > total / 2,
+        "only {} of {total} pushes acknowledged",
+        acked.len()
+    );
+
+    // Every acknowledged push is there with its exact value.
+    let query = Client::new(&cluster.query);
+    let req = q::SelectMergeStacktracesRequest {
+        profile_type_id: "process_cpu:samples:count::".into(),
+        label_selector: r#"{service_name="load"}"#.into(),
+        start: now_ms() - 3_600_000,
+        end: now_ms() + 60_000,
+        max_nodes: Some(1_000_000),
+        ..Default::default()
+    };
+    let resp: q::SelectMergeStacktracesResponse = query
+        .connect_proto(
+            "/querier.v1.QuerierService/SelectMergeStacktraces",
+            &req,
+            false,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let fg = resp.flamegraph.unwrap();
+    let levels: Vec<Vec<i64>> = fg.levels.iter().map(|l| l.values.clone()).collect();
+    let stacks: BTreeMap<String, i64> = decode_levels(&fg.names, &levels);
+    let mut missing = Vec::new();
+    for n in &acked {
+        match stacks.get(&format!("load;p{n}")) {
+            Some(v) if *v == *n as i64 => {}
+            other => missing.push((*n, other.copied())),
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged pushes lost or wrong (n, value): {:?}",
+        missing.len(),
+        &missing[..missing.len().min(20)]
+    );
+
+    // The killed metastore replica comes back and catches up with the leader.
+    let alive: Vec<usize> = (0..3).filter(|i| *i != leader_idx).collect();
+    cluster
+        .restart(&format!("metastore-{}", leader_idx + 1))
+        .unwrap();
+    let (_, now_leader) = wait_leader(&cluster, &alive).await;
+    let target = now_leader.last_log_index;
+    let addr = cluster.metastores[leader_idx].clone();
+    wait_until(
+        "the restarted replica to catch up",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || {
+            let addr = addr.clone();
+            async move {
+                match status(&addr).await {
+                    Some(s) if s.last_applied_index >= target && s.blocks >= now_leader.blocks => {
+                        Ok(())
+                    }
+                    other => Err(format!("{other:?}")),
+                }
+            }
+        },
+    )
+    .await
+    .unwrap();
+}

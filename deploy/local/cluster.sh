@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Runs a local Kiln cluster of separate processes on loopback:
+# 3 metastores (raft), 2 distributors, 3 ingesters and 1 querier, sharing one
+# object store (a directory, or S3 when KILN_STORAGE__* variables say so).
+#
+#   deploy/local/cluster.sh start --base-port 20000 --data-dir /tmp/kiln-cluster [--bin PATH]
+#   deploy/local/cluster.sh stop --data-dir /tmp/kiln-cluster
+#   deploy/local/cluster.sh restart-node metastore-2 --data-dir /tmp/kiln-cluster
+#
+# Node k (0-based, in the order above) listens on HTTP base+2k and gRPC
+# base+2k+1. Logs go to DIR/logs/<node>.log, pids to DIR/pids/<node>.pid,
+# and the exact command of each node to DIR/cmd/<node>.sh.
+set -euo pipefail
+
+usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+
+cmd="${1:-}"; [ -n "$cmd" ] || usage; shift
+base_port=""; data_dir=""; bin="${KILN_BIN:-}"; node=""
+if [ "$cmd" = "restart-node" ]; then node="${1:-}"; shift || true; fi
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --base-port) base_port="$2"; shift 2 ;;
+    --data-dir) data_dir="$2"; shift 2 ;;
+    --bin) bin="$2"; shift 2 ;;
+    *) echo "unknown argument $1" >&2; usage ;;
+  esac
+done
+[ -n "$data_dir" ] || { echo "--data-dir is required" >&2; exit 2; }
+
+here="$(cd "$(dirname "$0")/../.." && pwd)"
+if [ -z "$bin" ]; then
+  for b in "$here/target/release/kiln" "$here/target/debug/kiln"; do
+    if [ -x "$b" ]; then bin="$b"; break; fi
+  done
+fi
+
+start_node() { # name
+  local name="$1"
+  nohup bash "$data_dir/cmd/$name.sh" >>"$data_dir/logs/$name.log" 2>&1 &
+  echo $! >"$data_dir/pids/$name.pid"
+}
+
+wait_ready() { # name http_port
+  local name="$1" port="$2" deadline=$((SECONDS + 60))
+  until curl -fsS -o /dev/null "http://127.0.0.1:$port/ready" 2>/dev/null; do
+    if ! kill -0 "$(cat "$data_dir/pids/$name.pid")" 2>/dev/null; then
+      echo "$name exited; last log lines:" >&2; tail -20 "$data_dir/logs/$name.log" >&2; return 1
+    fi
+    if [ $SECONDS -ge $deadline ]; then
+      echo "$name not ready after 60s; last log lines:" >&2; tail -20 "$data_dir/logs/$name.log" >&2; return 1
+    fi
+    sleep 0.2
+  done
+}
+
+case "$cmd" in
+start)
+  [ -n "$base_port" ] || { echo "--base-port is required" >&2; exit 2; }
+  [ -x "$bin" ] || { echo "kiln binary not found: build it (cargo build --release) or pass --bin" >&2; exit 1; }
+  mkdir -p "$data_dir"/{logs,pids,cmd,blocks}
+  data_dir="$(cd "$data_dir" && pwd)"
+  nodes=(metastore-1 metastore-2 metastore-3 distributor-1 distributor-2 ingester-1 ingester-2 ingester-3 querier-1)
+  peers="" ; addrs=""
+  for i in 1 2 3; do
+    g=$((base_port + 2 * (i - 1) + 1))
+    peers="${peers:+$peers,}$i@127.0.0.1:$g"; addrs="${addrs:+$addrs,}127.0.0.1:$g"
+  done
+  storage_env=""
+  if [ -z "${KILN_STORAGE__BACKEND:-}" ]; then
+    storage_env="export KILN_STORAGE__FILESYSTEM_DIR='$data_dir/blocks'"
+  fi
+  k=0
+  for name in "${nodes[@]}"; do
+    role="${name%-*}"; idx="${name##*-}"
+    http=$((base_port + 2 * k)); grpc=$((base_port + 2 * k + 1))
+    extra=""
+    if [ "$role" = "metastore" ]; then
+      extra="export KILN_METASTORE__NODE_ID=$idx; export KILN_METASTORE__PEERS='$peers'"
+    fi
+    cat >"$data_dir/cmd/$name.sh" <<CMD
+$storage_env
+export KILN_METASTORE__ADDRESS='$addrs'
+export KILN_INSTANCE_ID='$name'
+$extra
+exec '$bin' --target $role --http-addr 127.0.0.1:$http --grpc-addr 127.0.0.1:$grpc --data-dir '$data_dir/$name'
+CMD
+    echo "$http" >"$data_dir/pids/$name.http"
+    k=$((k + 1))
+  done
+  for name in "${nodes[@]}"; do start_node "$name"; done
+  for name in "${nodes[@]}"; do wait_ready "$name" "$(cat "$data_dir/pids/$name.http")"; done
+  echo "push: http://127.0.0.1:$(cat "$data_dir/pids/distributor-1.http")"
+  echo "push: http://127.0.0.1:$(cat "$data_dir/pids/distributor-2.http")"
+  echo "query: http://127.0.0.1:$(cat "$data_dir/pids/querier-1.http")"
+  ;;
+stop)
+  [ -d "$data_dir/pids" ] || exit 0
+  for f in "$data_dir"/pids/*.pid; do
+    [ -e "$f" ] || continue
+    kill -TERM "$(cat "$f")" 2>/dev/null || true
+  done
+  deadline=$((SECONDS + 30))
+  for f in "$data_dir"/pids/*.pid; do
+    [ -e "$f" ] || continue
+    pid="$(cat "$f")"
+    while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    rm -f "$f"
+  done
+  ;;
+restart-node)
+  [ -n "$node" ] && [ -f "$data_dir/cmd/$node.sh" ] || { echo "unknown node $node" >&2; exit 2; }
+  if [ -f "$data_dir/pids/$node.pid" ] && kill -0 "$(cat "$data_dir/pids/$node.pid")" 2>/dev/null; then
+    echo "$node is still running" >&2; exit 1
+  fi
+  start_node "$node"
+  wait_ready "$node" "$(cat "$data_dir/pids/$node.http")"
+  ;;
+*) usage ;;
+esac
