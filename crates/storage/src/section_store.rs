@@ -110,9 +110,25 @@ impl ObjectStore for SectionStore {
         options: GetOptions,
     ) -> object_store::Result<GetResult> {
         let (key, off, len) = Self::resolve(location)?;
+        if options.head {
+            // Everything a head needs is in the path; asking the backend with
+            // a range would make S3 answer 200 where a 206 is expected.
+            let meta = ObjectMeta {
+                location: location.clone(),
+                last_modified: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
+                size: len,
+                e_tag: None,
+                version: None,
+            };
+            return Ok(GetResult {
+                payload: GetResultPayload::Stream(stream::empty().boxed()),
+                meta,
+                range: 0..len,
+                attributes: Default::default(),
+            });
+        }
         let wanted = options.range.clone().unwrap_or(GetRange::Bounded(0..len));
         let real = Self::shift(&wanted, off, len);
-        let head = options.head;
         let inner_opts = GetOptions {
             range: Some(GetRange::Bounded(real.clone())),
             ..options
@@ -127,14 +143,10 @@ impl ObjectStore for SectionStore {
         };
         let attributes = result.attributes.clone();
         let range = (real.start - off)..(real.end - off);
-        let payload = if head {
-            GetResultPayload::Stream(stream::empty().boxed())
-        } else {
-            // Materialise: a file-backed payload would be read at the block
-            // object's offsets, which this view has shifted.
-            let bytes = result.bytes().await?;
-            GetResultPayload::Stream(stream::once(async move { Ok(bytes) }).boxed())
-        };
+        // Materialise: a file-backed payload would be read at the block
+        // object's offsets, which this view has shifted.
+        let bytes = result.bytes().await?;
+        let payload = GetResultPayload::Stream(stream::once(async move { Ok(bytes) }).boxed());
         Ok(GetResult {
             payload,
             meta,

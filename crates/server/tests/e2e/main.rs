@@ -11,4 +11,5 @@
 mod cluster;
 mod golden;
 mod grpc;
+mod s3;
 mod spine;
