@@ -1,10 +1,12 @@
 //! Errors of the format layer.
 //!
 //! Every variant says what was wrong with the input; all of them are client
-//! mistakes. [`FormatError::TooLarge`] maps to HTTP 413, everything else to
-//! `invalid_argument`.
+//! mistakes. [`FormatError::TooLarge`] (and a JFR recording over its size
+//! limit) maps to HTTP 413, everything else to `invalid_argument`.
 
 use kiln_model::{ErrorCode, HasErrorCode, ModelError};
+
+use crate::jfr::JfrError;
 
 /// Why an input could not be turned into profiles.
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +94,33 @@ pub enum FormatError {
     /// A multipart body lacks a required part or has a forbidden one.
     #[error("multipart body: {0}")]
     Multipart(String),
+    /// A JFR recording or its labels snapshot cannot be converted.
+    #[error("convert JFR: {0}")]
+    Jfr(#[source] JfrError),
+    /// A speedscope body is not valid JSON of the speedscope schema.
+    #[error("parse speedscope JSON: {0}")]
+    SpeedscopeJson(#[source] serde_json::Error),
+    /// A speedscope body parses but its content is unusable.
+    #[error("invalid speedscope profile: {0}")]
+    Speedscope(String),
+    /// A binary trie body is malformed.
+    #[error("parse trie body at byte {offset}: {reason}")]
+    Trie {
+        /// Offset of the node (or field) that is wrong.
+        offset: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A binary tree body is malformed.
+    #[error("parse tree body: {0}")]
+    Tree(#[source] ModelError),
+    /// The bytes are not an OTLP `ExportProfilesServiceRequest`.
+    #[error("decode OTLP profiles request: {0}")]
+    DecodeOtlp(#[source] prost::DecodeError),
+    /// An OTLP profiles request decodes but refers to missing table
+    /// entries or lacks required parts.
+    #[error("invalid OTLP profiles request: {0}")]
+    InvalidOtlp(String),
     /// A model-level parse error (for example a time expression).
     #[error(transparent)]
     Model(#[from] ModelError),
@@ -100,7 +129,9 @@ pub enum FormatError {
 impl HasErrorCode for FormatError {
     fn code(&self) -> ErrorCode {
         match self {
-            FormatError::TooLarge { .. } => ErrorCode::PayloadTooLarge,
+            FormatError::TooLarge { .. } | FormatError::Jfr(JfrError::TooLarge { .. }) => {
+                ErrorCode::PayloadTooLarge
+            }
             _ => ErrorCode::InvalidArgument,
         }
     }
@@ -135,6 +166,14 @@ mod tests {
             actual: 2,
         };
         assert_eq!(e.code(), ErrorCode::InvalidArgument);
+        let e = FormatError::Jfr(JfrError::TooLarge {
+            what: "JFR recording",
+            limit: 1,
+        });
+        assert_eq!(e.code(), ErrorCode::PayloadTooLarge);
+        let e = FormatError::Jfr(JfrError::EmptyRecording);
+        assert_eq!(e.code(), ErrorCode::InvalidArgument);
+        assert_eq!(e.to_string(), "convert JFR: the JFR recording is empty");
     }
 
     #[test]

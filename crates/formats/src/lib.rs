@@ -14,12 +14,15 @@
 pub mod compress;
 pub mod error;
 pub mod folded;
+pub mod go_fix;
 pub mod ingest;
 pub mod jfr;
 pub mod limits;
 pub mod normalize;
 pub mod pprof;
 pub mod push;
+#[doc(hidden)]
+pub mod testgen;
 
 pub use error::FormatError;
 pub use limits::Limits;

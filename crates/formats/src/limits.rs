@@ -31,8 +31,15 @@ pub struct Limits {
     /// Longest label value, in bytes; longer is rejected.
     pub max_label_value_len: usize,
     /// Largest request body, in bytes (also the cap on the summed
-    /// decompressed size of one push); larger is rejected with 413.
+    /// decompressed size of one push, and on the decompressed size of one
+    /// OTLP export request); larger is rejected with 413.
     pub max_body_bytes: usize,
+    /// Largest JFR recording or JFR labels snapshot after decompression, in
+    /// bytes; larger is rejected with 413. JFR recordings hold raw events,
+    /// not aggregated stacks, so they are much larger than the pprof made
+    /// from them and get their own limit instead of `max_profile_bytes`
+    /// (which bounds pprof, speedscope, trie and tree bodies).
+    pub max_jfr_bytes: usize,
 }
 
 impl Default for Limits {
@@ -47,6 +54,7 @@ impl Default for Limits {
             max_label_name_len: 1_024,
             max_label_value_len: 2_048,
             max_body_bytes: 256 << 20,
+            max_jfr_bytes: 64 << 20,
         }
     }
 }
@@ -69,5 +77,6 @@ mod tests {
         let dumped = serde_json::to_value(Limits::default()).unwrap();
         assert_eq!(dumped["max_profile_bytes"], 4_194_304);
         assert_eq!(dumped["max_body_bytes"], 268_435_456);
+        assert_eq!(dumped["max_jfr_bytes"], 67_108_864);
     }
 }

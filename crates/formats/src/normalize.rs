@@ -4,7 +4,9 @@
 //! converters): it establishes the invariants documented on
 //! [`SeriesProfile`]. In order:
 //!
-//! 1. the profile is validated ([`pprof::validate`]);
+//! 1. the profile is validated ([`pprof::validate`]); Go profiles (see
+//!    [`go_fix::is_go_profile`]) get their type parameters elided and
+//!    their truncated stacks repaired ([`go_fix::fix_go_profile`]);
 //! 2. series labels: empty values are dropped, `service_name` defaults to
 //!    `unknown_service`, `godeltaprof_X` names become `X`, every `__*` name
 //!    except `__name__` is dropped (`__delta__`, `__session_id__`, ...), and
@@ -34,6 +36,7 @@ use kiln_model::labels::{LABEL_NAME, LABEL_SERVICE_NAME, UNKNOWN_SERVICE};
 use kiln_proto::google::v1::{Label, Profile, Sample};
 
 use crate::error::shorten;
+use crate::go_fix;
 use crate::pprof::{self, ValidationMode};
 use crate::{FormatError, Limits, SeriesProfile};
 
@@ -64,6 +67,9 @@ pub fn normalize(
     options: NormalizeOptions,
 ) -> Result<Vec<SeriesProfile>, FormatError> {
     pprof::validate(&profile, options.mode, limits)?;
+    if go_fix::is_go_profile(&series_labels, &profile) {
+        go_fix::fix_go_profile(&mut profile);
+    }
     let series_labels = normalize_series_labels(series_labels)?;
 
     truncate_long_strings(&mut profile.string_table, limits.max_symbol_len);

@@ -5,11 +5,15 @@
 //! inflated with flate2 and decoded with prost directly, and sums are taken
 //! by hand. The test data folder is `$KILN_TESTDATA`, or `shared/testdata`
 //! next to the repository.
+//!
+//! One test binary: the format-specific scenarios live in the modules below.
 
 #![expect(
     clippy::unwrap_used,
     reason = "test helpers outside #[test] functions fail loudly on broken fixtures"
 )]
+
+mod go_fix;
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -89,6 +93,45 @@ fn output_sums(out: &[SeriesProfile]) -> BTreeMap<String, i128> {
         }
     }
     sums
+}
+
+/// (function-name stack, root first, `;`-joined → summed value of column
+/// `value_index`) of a profile, resolved by hand; inlined lines of a
+/// location count as frames, callers first.
+fn resolved_stacks(p: &Profile, value_index: usize) -> BTreeMap<String, i128> {
+    let locations: std::collections::HashMap<u64, &kiln_proto::google::v1::Location> =
+        p.location.iter().map(|l| (l.id, l)).collect();
+    let functions: std::collections::HashMap<u64, &str> = p
+        .function
+        .iter()
+        .map(|f| (f.id, p.string_table[f.name as usize].as_str()))
+        .collect();
+    let mut out = BTreeMap::new();
+    for s in &p.sample {
+        let mut frames: Vec<&str> = Vec::new();
+        for id in s.location_id.iter().rev() {
+            for line in locations[id].line.iter().rev() {
+                frames.push(functions[&line.function_id]);
+            }
+        }
+        *out.entry(frames.join(";")).or_insert(0) += i128::from(s.value[value_index]);
+    }
+    out.retain(|_, v| *v != 0);
+    out
+}
+
+/// [`resolved_stacks`] summed over several profiles.
+fn resolved_stacks_of<'a>(
+    profiles: impl IntoIterator<Item = &'a Profile>,
+    value_index: usize,
+) -> BTreeMap<String, i128> {
+    let mut out = BTreeMap::new();
+    for p in profiles {
+        for (stack, v) in resolved_stacks(p, value_index) {
+            *out.entry(stack).or_insert(0) += v;
+        }
+    }
+    out
 }
 
 fn pair(name: &str, value: &str) -> LabelPair {
