@@ -19,7 +19,6 @@ pub mod metrics;
 mod plan;
 mod pprof_out;
 mod querier;
-mod resolve;
 mod scan;
 
 pub use config::QuerierConfig;

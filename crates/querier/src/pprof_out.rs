@@ -6,7 +6,7 @@ use kiln_model::{ProfileType, StackTree};
 use kiln_proto::google::v1::{Function, Line, Location, Mapping, Profile, Sample, ValueType};
 use rustc_hash::FxHashMap;
 
-use crate::resolve::KEY_SEP;
+use kiln_storage::resolve::KEY_SEP;
 
 struct Strings {
     table: Vec<String>,

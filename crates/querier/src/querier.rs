@@ -19,9 +19,9 @@ use object_store::ObjectStore;
 use crate::cache::Cache;
 use crate::plan::{full_labels, matches_all, pinned_services, series_label};
 use crate::pprof_out::tree_to_pprof;
-use crate::resolve::{FrameMode, add_stacks};
 use crate::scan::{SampleFilter, Scanner};
 use crate::{QuerierConfig, QuerierError, QuerierMetrics, Result};
+use kiln_storage::resolve::{FrameMode, add_stacks};
 
 const NS_PER_MS: i64 = 1_000_000;
 

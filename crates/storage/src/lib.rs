@@ -15,17 +15,19 @@
 //! [`StorageConfig`] builds the `object_store` backend (filesystem, S3,
 //! memory).
 
+pub mod compact;
 pub mod config;
 pub mod error;
 pub mod layout;
 pub mod reader;
+pub mod resolve;
 pub mod schema;
 pub mod section_store;
 pub mod writer;
 
 pub use config::{StorageBackend, StorageConfig};
 pub use error::{Result, StorageError};
-pub use reader::{BlockReader, PartitionSymbols, SeriesRow};
+pub use reader::{BlockReader, PartitionSymbols, ProfileRowData, SampleRowData, SeriesRow};
 pub use section_store::SectionStore;
 pub use writer::{BlockBuilder, EncodedBlock};
 

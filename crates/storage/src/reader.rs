@@ -45,6 +45,40 @@ pub struct SeriesRow {
     pub fingerprint: u64,
 }
 
+/// One row of the `profiles` section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProfileRowData {
+    /// Block-local series id.
+    pub series: u32,
+    /// Profile (or bucket) time.
+    pub time_ns: i64,
+    /// Profile UUID (none in roll-ups).
+    pub id: Option<[u8; 16]>,
+    /// Sum of the profile's sample values.
+    pub total: i64,
+    /// Profile duration (bucket width in roll-ups).
+    pub duration_ns: i64,
+}
+
+/// One row of the `samples` section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SampleRowData {
+    /// Partition.
+    pub partition: u32,
+    /// Block-local series id.
+    pub series: u32,
+    /// Profile (or bucket) time.
+    pub time_ns: i64,
+    /// Row of the profile in `profiles`.
+    pub profile_idx: u32,
+    /// Stack node id in the partition.
+    pub stack: u32,
+    /// Value.
+    pub value: i64,
+    /// Span id.
+    pub span: Option<u64>,
+}
+
 /// The symbols of one partition of a block.
 #[derive(Debug, Clone, Default)]
 pub struct PartitionSymbols {
@@ -287,6 +321,61 @@ impl BlockReader {
                     ids.value(i).try_into().ok()
                 };
                 out.push((sid.value(i), time.value(i), id, total.value(i)));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads every profile row: (series_id, time_ns, profile_id, total, duration_ns).
+    pub async fn profile_rows(&self) -> Result<Vec<ProfileRowData>> {
+        let batches = self.read_section(schema::PROFILES, None).await?;
+        let mut out = Vec::new();
+        for b in &batches {
+            let sid = col::<UInt32Array>(b, 0, self)?;
+            let time = col::<Int64Array>(b, 1, self)?;
+            let ids = col::<FixedSizeBinaryArray>(b, 2, self)?;
+            let total = col::<Int64Array>(b, 3, self)?;
+            let dur = col::<Int64Array>(b, 4, self)?;
+            for i in 0..b.num_rows() {
+                let id = if ids.is_null(i) {
+                    None
+                } else {
+                    ids.value(i).try_into().ok()
+                };
+                out.push(ProfileRowData {
+                    series: sid.value(i),
+                    time_ns: time.value(i),
+                    id,
+                    total: total.value(i),
+                    duration_ns: dur.value(i),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads every sample row, in storage order (partition, series, time, stack).
+    pub async fn sample_rows(&self) -> Result<Vec<SampleRowData>> {
+        let batches = self.read_section(schema::SAMPLES, None).await?;
+        let mut out = Vec::with_capacity(batches.iter().map(RecordBatch::num_rows).sum());
+        for b in &batches {
+            let part = col::<UInt32Array>(b, 0, self)?;
+            let sid = col::<UInt32Array>(b, 1, self)?;
+            let time = col::<Int64Array>(b, 2, self)?;
+            let pidx = col::<UInt32Array>(b, 3, self)?;
+            let stack = col::<UInt32Array>(b, 4, self)?;
+            let value = col::<Int64Array>(b, 5, self)?;
+            let span = col::<UInt64Array>(b, 6, self)?;
+            for i in 0..b.num_rows() {
+                out.push(SampleRowData {
+                    partition: part.value(i),
+                    series: sid.value(i),
+                    time_ns: time.value(i),
+                    profile_idx: pidx.value(i),
+                    stack: stack.value(i),
+                    value: value.value(i),
+                    span: (!span.is_null(i)).then(|| span.value(i)),
+                });
             }
         }
         Ok(out)

@@ -219,3 +219,153 @@ fn profiles_without_name_are_refused() {
     let labels = Labels::from_pairs([("service_name", "s")]);
     assert!(b.add_pprof(&labels, None, &test_profile(1)).is_err());
 }
+
+mod compaction {
+    use super::*;
+    use crate::compact::{LoadedBlock, RollupBuilder, SeenProfiles, merge_into, tree_of};
+
+    async fn store_block(store: &Arc<dyn ObjectStore>, key: &str, b: BlockBuilder) -> BlockReader {
+        let block = b.finish(Ulid::new(), key.into(), 0).unwrap();
+        store
+            .put(&Path::from(key), PutPayload::from(block.bytes.clone()))
+            .await
+            .unwrap();
+        BlockReader::open(Arc::clone(store), key, None)
+            .await
+            .unwrap()
+    }
+
+    fn folded(t: &kiln_model::StackTree) -> Vec<(String, i64)> {
+        let mut out = Vec::new();
+        t.for_each_stack(|s, v| out.push((s.join(";"), v)));
+        out
+    }
+
+    #[tokio::test]
+    async fn merging_keeps_every_value_and_drops_duplicate_profiles() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let labels = Labels::from_pairs([("__name__", "process_cpu"), ("service_name", "svc")]);
+        let mut a = BlockBuilder::new("t", 0, 0);
+        a.add_pprof(&labels, Some([1; 16]), &test_profile(1_000))
+            .unwrap();
+        a.add_pprof(&labels, Some([2; 16]), &test_profile(2_000))
+            .unwrap();
+        let mut b = BlockBuilder::new("t", 0, 0);
+        // The profile with id [2; 16] again (a retried push), and a new one.
+        b.add_pprof(&labels, Some([2; 16]), &test_profile(2_000))
+            .unwrap();
+        b.add_pprof(&labels, Some([3; 16]), &test_profile(3_000))
+            .unwrap();
+        let a = LoadedBlock::load(&store_block(&store, "a", a).await)
+            .await
+            .unwrap();
+        let b = LoadedBlock::load(&store_block(&store, "b", b).await)
+            .await
+            .unwrap();
+        let mut out = BlockBuilder::new("t", 0, 1);
+        let mut seen = SeenProfiles::default();
+        let sa = merge_into(&mut out, &a, &mut seen, None).unwrap();
+        let sb = merge_into(&mut out, &b, &mut seen, None).unwrap();
+        assert_eq!((sa.profiles, sa.duplicates), (4, 0));
+        // Two sample types per profile: both rows of the duplicate are dropped.
+        assert_eq!((sb.profiles, sb.duplicates), (2, 2));
+        let merged = LoadedBlock::load(&store_block(&store, "m", out).await)
+            .await
+            .unwrap();
+        // Three distinct profiles of 35 (cpu) + 3 (samples) each.
+        let cpu: i64 = merged.profiles.iter().map(|p| p.total).sum();
+        assert_eq!(cpu, 3 * (35 + 3));
+        let only_cpu = merged
+            .series
+            .iter()
+            .find(|s| s.profile_type.contains(":cpu:"))
+            .unwrap()
+            .series_id;
+        let tree = tree_of(&merged, |s| s.series == only_cpu);
+        assert_eq!(
+            folded(&tree),
+            vec![
+                ("main".into(), 15),
+                ("main;bar".into(), 60),
+                ("main;foo".into(), 30)
+            ]
+        );
+        // A kept range drops rows outside it.
+        let mut out = BlockBuilder::new("t", 0, 1);
+        let s = merge_into(
+            &mut out,
+            &a,
+            &mut SeenProfiles::default(),
+            Some((1_500, 10_000)),
+        )
+        .unwrap();
+        assert_eq!((s.profiles, s.outside), (2, 2));
+    }
+
+    #[tokio::test]
+    async fn rollups_sum_exactly_and_cap_with_other() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let labels = Labels::from_pairs([("__name__", "process_cpu"), ("service_name", "svc")]);
+        let mut raw = BlockBuilder::new("t", 0, 3);
+        for (i, t) in [10i64, 20, 70, 130].iter().enumerate() {
+            raw.add_pprof(&labels, Some([i as u8; 16]), &test_profile(*t))
+                .unwrap();
+        }
+        let raw = LoadedBlock::load(&store_block(&store, "raw", raw).await)
+            .await
+            .unwrap();
+        let coverage = vec![kiln_proto::kiln::metastore::v1::TimeRange { start: 0, end: 180 }];
+        let mut r = RollupBuilder::new("t", 0, 3, &[60, 180], 2, coverage);
+        r.add_block(&raw).unwrap();
+        let mut builders = r.finish();
+        let coarse = builders.pop().unwrap();
+        let fine = builders.pop().unwrap();
+        let fine = LoadedBlock::load(&store_block(&store, "fine", fine).await)
+            .await
+            .unwrap();
+        let coarse = LoadedBlock::load(&store_block(&store, "coarse", coarse).await)
+            .await
+            .unwrap();
+        assert_eq!(
+            fine.profiles.len(),
+            2 * 3,
+            "3 one-minute buckets × 2 sample types"
+        );
+        assert_eq!(coarse.profiles.len(), 2, "one bucket × 2 sample types");
+        assert_eq!(
+            fine.profiles.iter().map(|p| p.total).sum::<i64>(),
+            raw.profiles.iter().map(|p| p.total).sum::<i64>()
+        );
+        assert_eq!(
+            coarse.profiles.iter().map(|p| p.total).sum::<i64>(),
+            raw.profiles.iter().map(|p| p.total).sum::<i64>()
+        );
+        assert_eq!(
+            coarse
+                .profiles
+                .iter()
+                .map(|p| p.time_ns)
+                .collect::<Vec<_>>(),
+            vec![0, 0]
+        );
+        assert_eq!(fine.profiles.iter().map(|p| p.duration_ns).max(), Some(60));
+        // Cap 2: per bucket `main` and its biggest child survive, the rest is `other`.
+        let cpu = coarse
+            .series
+            .iter()
+            .find(|s| s.profile_type.contains(":cpu:"))
+            .unwrap()
+            .series_id;
+        let t = tree_of(&coarse, |s| s.series == cpu);
+        assert_eq!(t.total(), 4 * 35);
+        assert_eq!(
+            folded(&t),
+            vec![
+                ("main".into(), 20),
+                ("main;bar".into(), 80),
+                ("main;other".into(), 40)
+            ]
+        );
+        assert_eq!(coarse.series[0].labels, labels);
+    }
+}

@@ -21,7 +21,7 @@ use kiln_model::Labels;
 use kiln_model::labels::{LABEL_NAME, LABEL_SERVICE_NAME, UNKNOWN_SERVICE};
 use kiln_proto::google::v1::Profile;
 use kiln_proto::kiln::block::v1::{BlockFooter, Section};
-use kiln_proto::kiln::metastore::v1::{BlockMeta, Dataset};
+use kiln_proto::kiln::metastore::v1::{BlockMeta, Dataset, TimeRange};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -214,6 +214,7 @@ pub struct BlockBuilder {
     samples: Vec<SampleRow>,
     max_row_group_rows: usize,
     sources: Vec<String>,
+    coverage: Vec<TimeRange>,
 }
 
 impl BlockBuilder {
@@ -232,6 +233,7 @@ impl BlockBuilder {
             samples: Vec::new(),
             max_row_group_rows: 1 << 20,
             sources: Vec::new(),
+            coverage: Vec::new(),
         }
     }
 
@@ -250,6 +252,12 @@ impl BlockBuilder {
     /// Records the blocks this one is compacted from.
     pub fn with_sources(mut self, sources: Vec<String>) -> Self {
         self.sources = sources;
+        self
+    }
+
+    /// Records the time ranges a roll-up block holds completely.
+    pub fn with_coverage(mut self, coverage: Vec<TimeRange>) -> Self {
+        self.coverage = coverage;
         self
     }
 
@@ -340,6 +348,62 @@ impl BlockBuilder {
             value,
             span,
         });
+    }
+
+    /// Adds one merged tree of function names as a roll-up bucket (or any
+    /// function-level profile): one profile row at `time_ns` and one sample
+    /// per node with a self value.
+    pub fn add_tree(
+        &mut self,
+        labels: &Labels,
+        profile_type: &str,
+        time_ns: i64,
+        duration_ns: i64,
+        tree: &kiln_model::StackTree,
+    ) -> Result<()> {
+        let service = labels.get(LABEL_SERVICE_NAME).unwrap_or(UNKNOWN_SERVICE);
+        let p = self.partition(service);
+        let series = self.series(p, profile_type, labels);
+        let row = self.add_profile_row(series, time_ns, None, duration_ns);
+        let n = tree.node_count();
+        let mut stack_of = vec![0u32; n + 1];
+        let mut location_of_name: FxHashMap<u32, u32> = FxHashMap::default();
+        let mut samples = Vec::new();
+        {
+            let part = &mut self.partitions[p as usize];
+            for node in 1..=n as u32 {
+                let name_id = tree.name_of(node);
+                let loc = match location_of_name.get(&name_id) {
+                    Some(&l) => l,
+                    None => {
+                        let name = tree.name(name_id);
+                        let f = part.function(FunctionRow {
+                            name: name.to_owned(),
+                            system_name: name.to_owned(),
+                            filename: String::new(),
+                            start_line: 0,
+                        });
+                        let l = part.location(LocationRow {
+                            mapping_id: 0,
+                            address: 0,
+                            lines: vec![(f, 0)],
+                        });
+                        location_of_name.insert(name_id, l);
+                        l
+                    }
+                };
+                let parent = stack_of[tree.parent(node) as usize];
+                stack_of[node as usize] = part.stack_child(parent, loc);
+                let v = tree.self_value(node);
+                if v != 0 {
+                    samples.push((stack_of[node as usize], v));
+                }
+            }
+        }
+        for (stack, v) in samples {
+            self.add_sample(row, stack, v, None);
+        }
+        Ok(())
     }
 
     /// Adds a normalised pprof profile: one series per sample type.
@@ -500,6 +564,7 @@ impl BlockBuilder {
             mut samples,
             max_row_group_rows,
             sources,
+            coverage,
             ..
         } = self;
 
@@ -895,6 +960,7 @@ impl BlockBuilder {
             samples: samples.len() as u64,
             series: series.len() as u64,
             sources,
+            coverage,
         };
         let footer = BlockFooter {
             format_version: FORMAT_VERSION,

@@ -1,13 +1,15 @@
-//! Turning a block's (partition, stack id, value) rows into a tree of frames.
+//! Turning a block's (stack id, value) rows into a tree of frames, shared by
+//! the querier (merging blocks) and the compactor (building roll-ups).
 
 use kiln_model::StackTree;
 use kiln_model::tree::{NameId, NodeId, ROOT};
-use kiln_storage::PartitionSymbols;
 use rustc_hash::FxHashMap;
+
+use crate::PartitionSymbols;
 
 /// What a frame is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum FrameMode {
+pub enum FrameMode {
     /// The function name (flame graphs, tables).
     Function,
     /// Function, file and line (pprof output); see [`frame_key`].
@@ -15,15 +17,15 @@ pub(crate) enum FrameMode {
 }
 
 /// Separator inside [`FrameMode::FunctionLine`] frame keys.
-pub(crate) const KEY_SEP: char = '\u{1f}';
+pub const KEY_SEP: char = '\u{1f}';
 
 /// A frame key holding function name, system name, file and line.
-pub(crate) fn frame_key(name: &str, system_name: &str, filename: &str, line: i64) -> String {
+pub fn frame_key(name: &str, system_name: &str, filename: &str, line: i64) -> String {
     format!("{name}{KEY_SEP}{system_name}{KEY_SEP}{filename}{KEY_SEP}{line}")
 }
 
 /// Adds `stacks` (stack id, value) of one partition to `tree`.
-pub(crate) fn add_stacks(
+pub fn add_stacks(
     tree: &mut StackTree,
     sym: &PartitionSymbols,
     stacks: &[(u32, i64)],
@@ -109,7 +111,7 @@ pub(crate) fn add_stacks(
 
 #[cfg(test)]
 mod tests {
-    use kiln_storage::writer::{FunctionRow, LocationRow};
+    use crate::writer::{FunctionRow, LocationRow};
 
     use super::*;
 
