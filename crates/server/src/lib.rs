@@ -13,6 +13,7 @@ pub mod http;
 pub mod modules;
 pub mod run;
 pub mod tenant;
+pub mod tools;
 
 pub use config::Config;
 pub use run::{Listeners, run};

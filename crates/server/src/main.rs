@@ -52,6 +52,14 @@ enum Command {
     },
     /// Prints the version.
     Version,
+    /// Uploads profile files (pprof, JFR, folded, speedscope) to a Kiln.
+    Upload(Box<kiln_server::tools::upload::UploadArgs>),
+    /// Queries a Kiln: merged profiles, series, diffs.
+    Query(Box<kiln_server::tools::query::QueryArgs>),
+    /// Lists and inspects stored blocks.
+    Blocks(Box<kiln_server::tools::blocks::BlocksArgs>),
+    /// Load generator and query-latency probe for a local Kiln.
+    Bench(Box<kiln_server::tools::bench::BenchArgs>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -116,7 +124,17 @@ impl Cli {
     reason = "the binary's own command-line output"
 )]
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    use kiln_server::tools;
+    match cli.command.take() {
+        Some(Command::Upload(a)) => return tools::block_on_tool("upload", tools::upload::run(*a)),
+        Some(Command::Query(a)) => return tools::block_on_tool("query", tools::query::run(*a)),
+        Some(Command::Blocks(a)) => {
+            return tools::block_on_tool("blocks", tools::blocks::run(*a, cli.config.clone()));
+        }
+        Some(Command::Bench(a)) => return tools::block_on_tool("bench", tools::bench::run(*a)),
+        other => cli.command = other,
+    }
     match &cli.command {
         Some(Command::Version) => {
             println!("kiln {}", env!("CARGO_PKG_VERSION"));
@@ -142,7 +160,7 @@ fn main() -> ExitCode {
                 }
             };
         }
-        None => {}
+        _ => {}
     }
     let config = match Config::load(cli.config.as_deref(), &cli.overrides()) {
         Ok(c) => c,

@@ -13,3 +13,4 @@ mod golden;
 mod grpc;
 mod s3;
 mod spine;
+mod tools;
