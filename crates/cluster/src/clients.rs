@@ -12,9 +12,12 @@ use kiln_proto::kiln::ingester::v1::ingester_service_client::IngesterServiceClie
 use kiln_proto::kiln::ingester::v1::{PushRequest, PushResponse};
 use kiln_proto::kiln::metastore::v1::metastore_service_client::MetastoreServiceClient;
 use kiln_proto::kiln::metastore::v1::{
-    AddBlockRequest, AddBlockResponse, BlockMeta, GetMembersRequest, GetMembersResponse,
-    HeartbeatRequest, HeartbeatResponse, Member, QueryBlocksRequest, QueryBlocksResponse,
-    StatusRequest, StatusResponse,
+    AddBlockRequest, AddBlockResponse, ApplyRetentionRequest, ApplyRetentionResponse, BlockMeta,
+    CompleteJobRequest, CompleteJobResponse, FailJobRequest, FailJobResponse, GetMembersRequest,
+    GetMembersResponse, HeartbeatRequest, HeartbeatResponse, ListTombstonesRequest,
+    ListTombstonesResponse, Member, PollJobsRequest, PollJobsResponse, PurgeTombstonesRequest,
+    PurgeTombstonesResponse, QueryBlocksRequest, QueryBlocksResponse, RenewLeaseRequest,
+    RenewLeaseResponse, StatusRequest, StatusResponse,
 };
 use tonic::transport::{Channel, Endpoint};
 
@@ -200,6 +203,86 @@ impl MetastoreClient {
         self.call("GetMembers", |mut c| {
             let req = req.clone();
             async move { c.get_members(req).await }
+        })
+        .await
+    }
+
+    /// Plans compaction jobs and leases some to `worker`.
+    pub async fn poll_jobs(
+        &self,
+        request: PollJobsRequest,
+    ) -> Result<PollJobsResponse, ClientError> {
+        self.call("PollJobs", |mut c| {
+            let req = request.clone();
+            async move { c.poll_jobs(req).await }
+        })
+        .await
+    }
+
+    /// Extends a job lease.
+    pub async fn renew_lease(
+        &self,
+        request: RenewLeaseRequest,
+    ) -> Result<RenewLeaseResponse, ClientError> {
+        self.call("RenewLease", |mut c| {
+            let req = request.clone();
+            async move { c.renew_lease(req).await }
+        })
+        .await
+    }
+
+    /// Commits a job's output.
+    pub async fn complete_job(
+        &self,
+        request: CompleteJobRequest,
+    ) -> Result<CompleteJobResponse, ClientError> {
+        self.call("CompleteJob", |mut c| {
+            let req = request.clone();
+            async move { c.complete_job(req).await }
+        })
+        .await
+    }
+
+    /// Gives a job back after a failure.
+    pub async fn fail_job(&self, request: FailJobRequest) -> Result<FailJobResponse, ClientError> {
+        self.call("FailJob", |mut c| {
+            let req = request.clone();
+            async move { c.fail_job(req).await }
+        })
+        .await
+    }
+
+    /// Removes expired blocks.
+    pub async fn apply_retention(
+        &self,
+        request: ApplyRetentionRequest,
+    ) -> Result<ApplyRetentionResponse, ClientError> {
+        self.call("ApplyRetention", |mut c| {
+            let req = request.clone();
+            async move { c.apply_retention(req).await }
+        })
+        .await
+    }
+
+    /// Tombstones at least `min_age_ms` old.
+    pub async fn list_tombstones(
+        &self,
+        min_age_ms: i64,
+    ) -> Result<ListTombstonesResponse, ClientError> {
+        let req = ListTombstonesRequest { min_age_ms };
+        self.call("ListTombstones", |mut c| async move { c.list_tombstones(req).await })
+        .await
+    }
+
+    /// Forgets tombstones whose objects are deleted.
+    pub async fn purge_tombstones(
+        &self,
+        object_keys: Vec<String>,
+    ) -> Result<PurgeTombstonesResponse, ClientError> {
+        let req = PurgeTombstonesRequest { object_keys };
+        self.call("PurgeTombstones", |mut c| {
+            let req = req.clone();
+            async move { c.purge_tombstones(req).await }
         })
         .await
     }

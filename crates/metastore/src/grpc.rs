@@ -11,8 +11,12 @@ use kiln_cluster::status::to_status;
 use kiln_proto::kiln::metastore::v1::metastore_service_client::MetastoreServiceClient;
 use kiln_proto::kiln::metastore::v1::metastore_service_server::MetastoreService;
 use kiln_proto::kiln::metastore::v1::{
-    AddBlockRequest, AddBlockResponse, GetMembersRequest, GetMembersResponse, HeartbeatRequest,
-    HeartbeatResponse, QueryBlocksRequest, QueryBlocksResponse, StatusRequest, StatusResponse,
+    AddBlockRequest, AddBlockResponse, ApplyRetentionRequest, ApplyRetentionResponse,
+    CompleteJobRequest, CompleteJobResponse, FailJobRequest, FailJobResponse, GetMembersRequest,
+    GetMembersResponse, HeartbeatRequest, HeartbeatResponse, ListTombstonesRequest,
+    ListTombstonesResponse, PollJobsRequest, PollJobsResponse, PurgeTombstonesRequest,
+    PurgeTombstonesResponse, QueryBlocksRequest, QueryBlocksResponse, RenewLeaseRequest,
+    RenewLeaseResponse, StatusRequest, StatusResponse,
 };
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
@@ -163,5 +167,104 @@ impl MetastoreService for MetastoreGrpc {
         _request: Request<StatusRequest>,
     ) -> Result<Response<StatusResponse>, Status> {
         Ok(Response::new(self.metastore.status()))
+    }
+
+    async fn poll_jobs(
+        &self,
+        request: Request<PollJobsRequest>,
+    ) -> Result<Response<PollJobsResponse>, Status> {
+        let m = &self.metastore;
+        self.with_forwarding(
+            request,
+            |r| async move { m.poll_jobs(r).await },
+            |mut c, req| async move { c.poll_jobs(req).await },
+        )
+        .await
+    }
+
+    async fn renew_lease(
+        &self,
+        request: Request<RenewLeaseRequest>,
+    ) -> Result<Response<RenewLeaseResponse>, Status> {
+        let m = &self.metastore;
+        self.with_forwarding(
+            request,
+            |r| async move { m.renew_lease(r).await },
+            |mut c, req| async move { c.renew_lease(req).await },
+        )
+        .await
+    }
+
+    async fn complete_job(
+        &self,
+        request: Request<CompleteJobRequest>,
+    ) -> Result<Response<CompleteJobResponse>, Status> {
+        let m = &self.metastore;
+        self.with_forwarding(
+            request,
+            |r| async move { m.complete_job(r).await },
+            |mut c, req| async move { c.complete_job(req).await },
+        )
+        .await
+    }
+
+    async fn fail_job(
+        &self,
+        request: Request<FailJobRequest>,
+    ) -> Result<Response<FailJobResponse>, Status> {
+        let m = &self.metastore;
+        self.with_forwarding(
+            request,
+            |r| async move { m.fail_job(r).await.map(|()| FailJobResponse {}) },
+            |mut c, req| async move { c.fail_job(req).await },
+        )
+        .await
+    }
+
+    async fn apply_retention(
+        &self,
+        request: Request<ApplyRetentionRequest>,
+    ) -> Result<Response<ApplyRetentionResponse>, Status> {
+        let m = &self.metastore;
+        self.with_forwarding(
+            request,
+            |r| async move { m.apply_retention(r).await },
+            |mut c, req| async move { c.apply_retention(req).await },
+        )
+        .await
+    }
+
+    async fn list_tombstones(
+        &self,
+        request: Request<ListTombstonesRequest>,
+    ) -> Result<Response<ListTombstonesResponse>, Status> {
+        let m = &self.metastore;
+        self.with_forwarding(
+            request,
+            |r: ListTombstonesRequest| async move {
+                m.tombstones(r.min_age_ms)
+                    .await
+                    .map(|tombstones| ListTombstonesResponse { tombstones })
+            },
+            |mut c, req| async move { c.list_tombstones(req).await },
+        )
+        .await
+    }
+
+    async fn purge_tombstones(
+        &self,
+        request: Request<PurgeTombstonesRequest>,
+    ) -> Result<Response<PurgeTombstonesResponse>, Status> {
+        let m = &self.metastore;
+        self.with_forwarding(
+            request,
+            |r| async move {
+                m.purge_tombstones(r)
+                    .await
+                    .map(|()| PurgeTombstonesResponse {})
+            },
+            |mut c, req| async move { c.purge_tombstones(req).await },
+        )
+        .await
     }
 }

@@ -76,6 +76,19 @@ impl BlockIndex {
             .collect()
     }
 
+    /// The tenants that have blocks.
+    pub fn tenants(&self) -> impl Iterator<Item = &str> {
+        self.tenants.keys().map(String::as_str)
+    }
+
+    /// The blocks of one tenant, by start time.
+    pub fn tenant_blocks(&self, tenant: &str) -> impl Iterator<Item = &BlockMeta> {
+        self.tenants
+            .get(tenant)
+            .into_iter()
+            .flat_map(|t| t.by_start.values())
+    }
+
     /// Every block, by tenant then start time.
     pub fn iter(&self) -> impl Iterator<Item = &BlockMeta> {
         self.tenants.values().flat_map(|t| t.by_start.values())

@@ -14,6 +14,7 @@
 //! One replica in `--target=all`; three (`metastore.peers`) in a cluster,
 //! which keeps working while one replica is down.
 
+pub mod compaction;
 pub mod config;
 pub mod error;
 pub mod grpc;

@@ -25,6 +25,8 @@ pub struct Request(pub Vec<u8>);
 pub struct Response {
     /// A short description of the effect.
     pub applied: String,
+    /// The prost-encoded `CommandResult`.
+    pub result: Vec<u8>,
 }
 
 openraft::declare_raft_types!(

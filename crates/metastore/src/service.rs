@@ -11,7 +11,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kiln_proto::kiln::metastore::v1::command::Kind;
 use kiln_proto::kiln::metastore::v1::{
-    AddBlockRequest, BlockMeta, Command, Member, QueryBlocksRequest, StatusResponse,
+    AddBlockRequest, ApplyRetentionRequest, ApplyRetentionResponse, BlockMeta, Command,
+    CommandResult, CompleteJobRequest, CompleteJobResponse, FailJobRequest, Member,
+    PollJobsRequest, PollJobsResponse, PurgeTombstonesRequest, QueryBlocksRequest,
+    RenewLeaseRequest, RenewLeaseResponse, StatusResponse, Tombstone,
 };
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, ServerState, SnapshotPolicy};
@@ -149,7 +152,7 @@ impl Metastore {
     }
 
     /// Makes `kind` durable on a quorum, then applies it.
-    async fn propose(&self, kind: Kind) -> Result<()> {
+    async fn propose(&self, kind: Kind) -> Result<CommandResult> {
         let command = Command {
             timestamp: now_ms(),
             kind: Some(kind),
@@ -159,7 +162,8 @@ impl Metastore {
             .client_write(Request(command.encode_to_vec()))
             .await
         {
-            Ok(_) => Ok(()),
+            Ok(resp) => CommandResult::decode(resp.data.result.as_slice())
+                .map_err(|e| MetastoreError::Raft(format!("undecodable command result: {e}"))),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 Err(self.not_leader(f.leader_id.zip(f.leader_node.map(|n| n.addr))))
             }
@@ -176,6 +180,7 @@ impl Metastore {
         }
         self.propose(Kind::AddBlock(AddBlockRequest { block: Some(block) }))
             .await
+            .map(drop)
     }
 
     /// Registers or renews a node.
@@ -185,7 +190,73 @@ impl Metastore {
                 "a member needs an id and an address".into(),
             ));
         }
-        self.propose(Kind::Heartbeat(member)).await
+        self.propose(Kind::Heartbeat(member)).await.map(drop)
+    }
+
+    /// Plans compaction jobs and leases up to `capacity` of them to `worker`.
+    pub async fn poll_jobs(&self, request: PollJobsRequest) -> Result<PollJobsResponse> {
+        if request.worker.is_empty() || request.worker == crate::state_machine::PARKED {
+            return Err(MetastoreError::InvalidRequest(
+                "a poll needs a worker name".into(),
+            ));
+        }
+        Ok(self
+            .propose(Kind::PollJobs(request))
+            .await?
+            .poll_jobs
+            .unwrap_or_default())
+    }
+
+    /// Extends a job's lease if the token is still current.
+    pub async fn renew_lease(&self, request: RenewLeaseRequest) -> Result<RenewLeaseResponse> {
+        Ok(self
+            .propose(Kind::RenewLease(request))
+            .await?
+            .renew_lease
+            .unwrap_or_default())
+    }
+
+    /// Replaces a job's sources by its output, if the token is still current.
+    pub async fn complete_job(&self, request: CompleteJobRequest) -> Result<CompleteJobResponse> {
+        Ok(self
+            .propose(Kind::CompleteJob(request))
+            .await?
+            .complete_job
+            .unwrap_or_default())
+    }
+
+    /// Gives a job back after a failure.
+    pub async fn fail_job(&self, request: FailJobRequest) -> Result<()> {
+        self.propose(Kind::FailJob(request)).await.map(drop)
+    }
+
+    /// Removes blocks older than the rules allow.
+    pub async fn apply_retention(
+        &self,
+        request: ApplyRetentionRequest,
+    ) -> Result<ApplyRetentionResponse> {
+        Ok(self
+            .propose(Kind::ApplyRetention(request))
+            .await?
+            .apply_retention
+            .unwrap_or_default())
+    }
+
+    /// Forgets tombstones whose objects were deleted.
+    pub async fn purge_tombstones(&self, request: PurgeTombstonesRequest) -> Result<()> {
+        self.propose(Kind::PurgeTombstones(request)).await.map(drop)
+    }
+
+    /// Tombstones at least `min_age_ms` old (linearizable).
+    pub async fn tombstones(&self, min_age_ms: i64) -> Result<Vec<Tombstone>> {
+        self.linearizable().await?;
+        let cutoff = now_ms() - min_age_ms;
+        Ok(self.read(|sm| {
+            sm.tombstones()
+                .filter(|t| t.deleted_at <= cutoff)
+                .cloned()
+                .collect()
+        }))
     }
 
     /// Waits until this replica may serve a linearizable read.

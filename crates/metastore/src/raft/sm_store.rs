@@ -158,14 +158,17 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                             .state
                             .write()
                             .unwrap_or_else(std::sync::PoisonError::into_inner);
+                        let applied = sm.apply(&cmd);
                         Response {
-                            applied: format!("{:?}", sm.apply(&cmd)),
+                            applied: format!("{applied:?}"),
+                            result: applied.to_result().encode_to_vec(),
                         }
                     }
                     // An undecodable command was refused before it entered
                     // the log; skipping keeps every replica identical.
                     Err(e) => Response {
                         applied: format!("skipped undecodable command: {e}"),
+                        result: Vec::new(),
                     },
                 },
                 EntryPayload::Membership(m) => {
