@@ -18,6 +18,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "kiln/ingester/v1/ingester.proto",
         "kiln/metastore/v1/metastore.proto",
         "kiln/block/v1/block.proto",
+        "opentelemetry/proto/common/v1/common.proto",
+        "opentelemetry/proto/resource/v1/resource.proto",
+        "opentelemetry/proto/profiles/v1development/profiles.proto",
+        "opentelemetry/proto/collector/profiles/v1development/profiles_service.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={}", root.join(file).display());

@@ -88,9 +88,6 @@ pub enum FormatError {
     /// The `sample_type_config` part is not valid JSON of the expected shape.
     #[error("parse sample_type_config: {0}")]
     SampleTypeConfig(#[source] serde_json::Error),
-    /// The body format is recognised but not (yet) supported.
-    #[error("unsupported ingest format {0:?}")]
-    UnsupportedFormat(String),
     /// A multipart body lacks a required part or has a forbidden one.
     #[error("multipart body: {0}")]
     Multipart(String),

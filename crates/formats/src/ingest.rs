@@ -5,13 +5,18 @@
 //! parsed query ([`IngestParams::from_query`]). This module picks the body
 //! format ([`detect_format`]), converts it to pprof, derives the series
 //! labels the way Pyroscope does, and hands every profile to
-//! [`normalize`](crate::normalize::normalize).
+//! [`normalize`].
 //!
-//! Formats handled here: pprof (raw or the multipart `profile` part with an
-//! optional `sample_type_config`), folded and lines. JFR, speedscope, trie
-//! and tree are recognised and answered with
-//! [`FormatError::UnsupportedFormat`] until their converters exist; the one
-//! `match` in [`profiles_from_ingest`] is where they plug in.
+//! Formats handled here, all dispatched by the one `match` in
+//! [`profiles_from_ingest`]:
+//! - pprof, raw or the multipart `profile` part with an optional
+//!   `sample_type_config`;
+//! - JFR, raw or the multipart `jfr` part with an optional `labels` part
+//!   ([`crate::jfr`]);
+//! - folded and lines ([`crate::folded`]), speedscope
+//!   ([`crate::speedscope`]), and the OG binary trie and tree
+//!   ([`crate::legacy_tree`]): stacks of frame names that become one pprof
+//!   each through [`profiles_from_legacy_stacks`].
 
 use std::collections::HashMap;
 
@@ -22,16 +27,21 @@ use serde::Deserialize;
 use kiln_model::Labels;
 use kiln_model::attime::parse_attime;
 use kiln_model::labels::{LABEL_APP_NAME, LABEL_NAME, LABEL_PYROSCOPE_SPY, LABEL_SERVICE_NAME};
+use kiln_model::tree::StackTree;
 use kiln_proto::google::v1::Profile;
 
 use crate::error::shorten;
 use crate::folded::{FoldedStack, parse_folded, parse_lines};
+use crate::jfr::{JfrOptions, JfrProfile, parse_jfr};
 use crate::normalize::{NormalizeOptions, PROFILE_ID, normalize};
 use crate::pprof::{self, ProfileBuilder, ValidationMode};
 use crate::{FormatError, Limits, SeriesProfile};
+use crate::{legacy_tree, speedscope};
 
 /// Default `sampleRate` (Hz) when the parameter is absent or unusable.
 pub const DEFAULT_SAMPLE_RATE: u32 = 100;
+/// Series label naming the async-profiler event of a JFR recording.
+pub const LABEL_JFR_EVENT: &str = "jfr_event";
 /// Default `spyName`.
 pub const DEFAULT_SPY_NAME: &str = "unknown";
 
@@ -327,11 +337,88 @@ pub fn profiles_from_ingest(
             let stacks = parse_lines(&text, limits.max_samples)?;
             profiles_from_legacy_stacks(params, &stacks, limits, now_ns)
         }
-        // Converters still to be written plug in here.
-        IngestFormat::Jfr | IngestFormat::Speedscope | IngestFormat::Trie | IngestFormat::Tree => {
-            Err(FormatError::UnsupportedFormat(format.as_str().to_owned()))
+        IngestFormat::Jfr => profiles_from_jfr_upload(params, body, limits, now_ns),
+        IngestFormat::Speedscope => {
+            let json = raw_body(body, format)?;
+            speedscope::profiles_from_speedscope(params, &json, limits, now_ns)
+        }
+        IngestFormat::Trie => {
+            let bytes = raw_body(body, format)?;
+            let tree = legacy_tree::parse_trie(&bytes, limits)?;
+            profiles_from_legacy_tree(params, &tree, limits, now_ns)
+        }
+        IngestFormat::Tree => {
+            let bytes = raw_body(body, format)?;
+            let tree = legacy_tree::parse_tree(&bytes, limits)?;
+            profiles_from_legacy_tree(params, &tree, limits, now_ns)
         }
     }
+}
+
+/// Converts a JFR upload: the raw body, or the `jfr` file part (required)
+/// and `labels` file part (optional) of a form. Each profile of the
+/// recording becomes a series labelled like [`IngestParams::base_labels`]
+/// plus `jfr_event` and `__name__` (see [`crate::jfr`]); its per-sample
+/// context labels are promoted to series labels by `normalize`, span ids
+/// stay on the samples.
+fn profiles_from_jfr_upload(
+    params: &IngestParams,
+    body: IngestBody,
+    limits: &Limits,
+    now_ns: i64,
+) -> Result<Vec<SeriesProfile>, FormatError> {
+    let (recording, labels_snapshot) = match body {
+        IngestBody::Raw(b) => (b, None),
+        IngestBody::Multipart(parts) => jfr_form_parts(parts)?,
+    };
+    let options = JfrOptions {
+        sample_rate: i64::from(params.sample_rate),
+        from_ns: params.from_ns,
+        until_ns: params.until_ns,
+        max_decompressed_bytes: limits.max_jfr_bytes,
+    };
+    let converted =
+        parse_jfr(&recording, labels_snapshot.as_deref(), &options).map_err(FormatError::Jfr)?;
+    drop(recording);
+    let mut out = Vec::new();
+    for JfrProfile {
+        metric,
+        jfr_event,
+        profile,
+    } in converted
+    {
+        let mut labels = params.base_labels(&params.app_name);
+        labels.set(LABEL_JFR_EVENT, jfr_event);
+        labels.set(LABEL_NAME, metric);
+        out.extend(normalize(
+            labels,
+            profile,
+            limits,
+            NormalizeOptions {
+                mode: ValidationMode::Ingest,
+                now_ns,
+            },
+        )?);
+    }
+    Ok(out)
+}
+
+/// Picks the `jfr` (required) and `labels` (optional, ignored when empty)
+/// file parts of a JFR form.
+fn jfr_form_parts(parts: Vec<MultipartPart>) -> Result<(Bytes, Option<Bytes>), FormatError> {
+    let mut recording = None;
+    let mut labels = None;
+    for part in parts.into_iter().filter(|p| p.filename.is_some()) {
+        match part.name.as_str() {
+            "jfr" => recording = Some(part.data),
+            "labels" if !part.data.is_empty() => labels = Some(part.data),
+            _ => {}
+        }
+    }
+    let recording = recording.ok_or_else(|| {
+        FormatError::Multipart("a JFR upload needs a \"jfr\" file part".to_owned())
+    })?;
+    Ok((recording, labels))
 }
 
 fn raw_body(body: IngestBody, format: IngestFormat) -> Result<Bytes, FormatError> {
@@ -631,8 +718,8 @@ fn legacy_kind(kind: &str) -> Option<LegacyKind<'_>> {
     }
 }
 
-/// Converts the stacks of a legacy text or binary upload (folded, lines,
-/// and later trie/tree/speedscope) into normalised profiles.
+/// Converts the stacks of a legacy text upload (folded, lines) into
+/// normalised profiles.
 ///
 /// The last dot-separated part of the app name is the OG profile kind
 /// (`myapp.cpu` → app `myapp`, kind `cpu`; no dot → kind `cpu`); an unknown
@@ -645,29 +732,103 @@ pub fn profiles_from_legacy_stacks(
     limits: &Limits,
     now_ns: i64,
 ) -> Result<Vec<SeriesProfile>, FormatError> {
-    let (app, kind_name) = params
-        .app_name
-        .rsplit_once('.')
-        .unwrap_or((params.app_name.as_str(), "cpu"));
-    let kind = legacy_kind(kind_name)
-        .ok_or_else(|| FormatError::UnknownProfileKind(shorten(kind_name)))?;
-    if params
-        .name_labels
-        .get(PROFILE_ID)
-        .is_some_and(|v| !v.is_empty())
-    {
-        return Ok(Vec::new());
+    let mut profile = LegacyProfile::new(params, LegacyUpload::of(params), limits)?;
+    for (frames, count) in stacks {
+        profile.add_stack(frames, *count)?;
     }
+    profile.finish(now_ns)
+}
 
-    let mut builder = ProfileBuilder::new();
-    let period = match kind.scaling {
-        RateScaling::Cpu | RateScaling::Wall if params.sample_rate != 0 => {
-            NS_PER_SEC / i64::from(params.sample_rate)
+/// [`profiles_from_legacy_stacks`] for stacks held in a tree (the trie and
+/// tree bodies): one sample per node with a non-zero self value.
+pub fn profiles_from_legacy_tree(
+    params: &IngestParams,
+    tree: &StackTree,
+    limits: &Limits,
+    now_ns: i64,
+) -> Result<Vec<SeriesProfile>, FormatError> {
+    let mut profile = LegacyProfile::new(params, LegacyUpload::of(params), limits)?;
+    let mut failure = None;
+    tree.for_each_stack(|frames, value| {
+        if failure.is_none()
+            && let Err(e) = profile.add_stack(frames, value)
+        {
+            failure = Some(e);
         }
-        _ => 1,
-    };
-    match kind.scaling {
-        RateScaling::Cpu | RateScaling::Wall if params.sample_rate != 0 => {
+    });
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    profile.finish(now_ns)
+}
+
+/// What a converter may override of an `/ingest` request when it builds a
+/// [`LegacyProfile`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LegacyUpload<'a> {
+    /// The app name whose last dot-separated part is the profile kind.
+    pub(crate) app_name: &'a str,
+    /// The sampling rate in Hz (0: values are not scaled).
+    pub(crate) sample_rate: u32,
+    /// Series labels added after the base labels.
+    pub(crate) extra_labels: &'a [(&'a str, &'a str)],
+}
+
+impl<'a> LegacyUpload<'a> {
+    /// The request's own app name and rate, no extra labels.
+    pub(crate) fn of(params: &'a IngestParams) -> Self {
+        LegacyUpload {
+            app_name: &params.app_name,
+            sample_rate: params.sample_rate,
+            extra_labels: &[],
+        }
+    }
+}
+
+/// The pprof of one legacy upload, built stack by stack (see
+/// [`profiles_from_legacy_stacks`] for the rules).
+///
+/// Bounded while it is built: more than `max_samples` stacks fail, and
+/// only the `max_stack_depth` root-side frames of a stack are kept (what
+/// `normalize` would keep), so a tree whose few bytes describe millions of
+/// frames cannot make it large.
+pub(crate) struct LegacyProfile<'a> {
+    builder: ProfileBuilder,
+    labels: Labels,
+    period: i64,
+    limits: &'a Limits,
+    stacks: usize,
+    /// The upload carries a `profile_id`: everything is dropped.
+    dropped: bool,
+}
+
+impl<'a> LegacyProfile<'a> {
+    /// Starts the profile of an upload; fails on an unknown kind suffix.
+    pub(crate) fn new(
+        params: &IngestParams,
+        upload: LegacyUpload<'_>,
+        limits: &'a Limits,
+    ) -> Result<Self, FormatError> {
+        let (app, kind_name) = upload
+            .app_name
+            .rsplit_once('.')
+            .unwrap_or((upload.app_name, "cpu"));
+        let kind = legacy_kind(kind_name)
+            .ok_or_else(|| FormatError::UnknownProfileKind(shorten(kind_name)))?;
+        let dropped = params
+            .name_labels
+            .get(PROFILE_ID)
+            .is_some_and(|v| !v.is_empty());
+
+        let mut builder = ProfileBuilder::new();
+        let scaled =
+            matches!(kind.scaling, RateScaling::Cpu | RateScaling::Wall) && upload.sample_rate != 0;
+        let period = if scaled {
+            NS_PER_SEC / i64::from(upload.sample_rate)
+        } else {
+            1
+        };
+        if scaled {
             let sample_type = if kind.scaling == RateScaling::Cpu {
                 "cpu"
             } else {
@@ -676,31 +837,69 @@ pub fn profiles_from_legacy_stacks(
             builder
                 .add_sample_type(sample_type, "nanoseconds")
                 .set_period("cpu", "nanoseconds", period);
-        }
-        _ => {
+        } else {
             builder.add_sample_type(kind.sample_type, kind.sample_unit);
         }
+        builder.set_time(
+            params.from_ns,
+            params.until_ns.saturating_sub(params.from_ns).max(0),
+        );
+
+        let mut labels = params.base_labels(app);
+        for (name, value) in upload.extra_labels {
+            labels.set(*name, *value);
+        }
+        labels.set(LABEL_NAME, kind.name);
+        Ok(LegacyProfile {
+            builder,
+            labels,
+            period,
+            limits,
+            stacks: 0,
+            dropped,
+        })
     }
-    builder.set_time(
-        params.from_ns,
-        params.until_ns.saturating_sub(params.from_ns).max(0),
-    );
-    for (frames, count) in stacks {
+
+    /// Adds one stack (frame names, root first) counted `count` times.
+    pub(crate) fn add_stack<S: AsRef<str>>(
+        &mut self,
+        frames: &[S],
+        count: i64,
+    ) -> Result<(), FormatError> {
+        if self.dropped || count == 0 {
+            return Ok(());
+        }
+        if self.stacks >= self.limits.max_samples {
+            return Err(FormatError::LimitExceeded {
+                what: "stacks in profile",
+                limit: self.limits.max_samples,
+                actual: self.stacks + 1,
+            });
+        }
+        let period = self.period;
         let value = count.checked_mul(period).ok_or_else(|| {
             FormatError::InvalidProfile(format!("value {count} times period {period} overflows"))
         })?;
-        builder.add_sample(frames, vec![value]);
+        let depth = frames.len().min(self.limits.max_stack_depth);
+        self.builder.add_sample(&frames[..depth], vec![value]);
+        self.stacks += 1;
+        Ok(())
     }
 
-    let mut labels = params.base_labels(app);
-    labels.set(LABEL_NAME, kind.name);
-    normalize(
-        labels,
-        builder.finish(),
-        limits,
-        NormalizeOptions {
-            mode: ValidationMode::Ingest,
-            now_ns,
-        },
-    )
+    /// Normalises the profile (nothing if the upload carried a
+    /// `profile_id`).
+    pub(crate) fn finish(self, now_ns: i64) -> Result<Vec<SeriesProfile>, FormatError> {
+        if self.dropped {
+            return Ok(Vec::new());
+        }
+        normalize(
+            self.labels,
+            self.builder.finish(),
+            self.limits,
+            NormalizeOptions {
+                mode: ValidationMode::Ingest,
+                now_ns,
+            },
+        )
+    }
 }

@@ -6,7 +6,14 @@
 //! - [`push::profiles_from_push_series`]: one `push.v1` series (labels + one
 //!   raw pprof) into normalised [`SeriesProfile`]s;
 //! - [`ingest::profiles_from_ingest`]: a legacy `/ingest` request (query
-//!   parameters + body) into normalised [`SeriesProfile`]s.
+//!   parameters + body: pprof, JFR, folded, lines, speedscope, trie, tree)
+//!   into normalised [`SeriesProfile`]s;
+//! - [`otlp::profiles_from_otlp`] (and
+//!   [`otlp::profiles_from_otlp_request`]): an OTLP profiles export
+//!   request into normalised [`SeriesProfile`]s.
+//!
+//! Every path ends in [`normalize::normalize`], which also repairs Go
+//! profiles ([`go_fix`]).
 //!
 //! Every parser is bounded by [`Limits`] before it decompresses or parses,
 //! and fails with a [`FormatError`] that names what is wrong; none panics.
@@ -17,10 +24,13 @@ pub mod folded;
 pub mod go_fix;
 pub mod ingest;
 pub mod jfr;
+pub mod legacy_tree;
 pub mod limits;
 pub mod normalize;
+pub mod otlp;
 pub mod pprof;
 pub mod push;
+pub mod speedscope;
 #[doc(hidden)]
 pub mod testgen;
 

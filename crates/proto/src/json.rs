@@ -97,6 +97,10 @@ named! {
     crate::querier::v1::DiffRequest => "querier.v1.DiffRequest",
     crate::querier::v1::DiffResponse => "querier.v1.DiffResponse",
     crate::google::v1::Profile => "google.v1.Profile",
+    crate::opentelemetry::proto::collector::profiles::v1development::ExportProfilesServiceRequest =>
+        "opentelemetry.proto.collector.profiles.v1development.ExportProfilesServiceRequest",
+    crate::opentelemetry::proto::collector::profiles::v1development::ExportProfilesServiceResponse =>
+        "opentelemetry.proto.collector.profiles.v1development.ExportProfilesServiceResponse",
 }
 
 #[cfg(test)]
@@ -149,5 +153,33 @@ mod tests {
     fn rejects_malformed_json() {
         assert!(from_json::<SelectMergeStacktracesRequest>(b"{\"start\":").is_err());
         assert!(from_json::<SelectMergeStacktracesRequest>(b"{\"start\":\"abc\"}").is_err());
+    }
+
+    #[test]
+    fn decodes_otlp_profiles_requests() {
+        use crate::opentelemetry::proto::collector::profiles::v1development::ExportProfilesServiceRequest;
+        use crate::opentelemetry::proto::common::v1::any_value::Value;
+        let json = br#"{"resourceProfiles":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"svc"}}]},"scopeProfiles":[{"profiles":[{"sampleType":{"typeStrindex":1,"unitStrindex":2},"samples":[{"stackIndex":1,"values":["5"],"timestampsUnixNano":["1700000000000000000"]}],"timeUnixNano":"1700000000000000000"}]}]}],"dictionary":{"stringTable":["","cpu","nanoseconds"],"stackTable":[{},{"locationIndices":[1]}]}}"#;
+        let req: ExportProfilesServiceRequest = from_json(json).unwrap();
+        let attr = &req.resource_profiles[0]
+            .resource
+            .as_ref()
+            .unwrap()
+            .attributes[0];
+        assert_eq!(attr.key, "service.name");
+        assert_eq!(
+            attr.value.as_ref().unwrap().value,
+            Some(Value::StringValue("svc".to_owned()))
+        );
+        let profile = &req.resource_profiles[0].scope_profiles[0].profiles[0];
+        assert_eq!(profile.samples[0].values, vec![5]);
+        assert_eq!(profile.time_unix_nano, 1_700_000_000_000_000_000);
+        let dictionary = req.dictionary.as_ref().unwrap();
+        assert_eq!(dictionary.stack_table[1].location_indices, vec![1]);
+        let back = to_json(&req).unwrap();
+        assert_eq!(
+            from_json::<ExportProfilesServiceRequest>(&back).unwrap(),
+            req
+        );
     }
 }

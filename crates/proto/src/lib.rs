@@ -1,6 +1,9 @@
 //! Code generated from `proto/`: the Pyroscope-compatible public API
 //! (`push.v1`, `querier.v1`, `types.v1`, `google.v1` pprof) and Kiln's internal
-//! APIs (`kiln.ingester.v1`, `kiln.metastore.v1`).
+//! APIs (`kiln.ingester.v1`, `kiln.metastore.v1`), plus the subset of the
+//! OpenTelemetry profiles protocol (OTLP 1.8, `v1development`) that the
+//! OTLP ingest path reads (`opentelemetry::proto::...`, including the
+//! `ProfilesService/Export` gRPC service).
 //!
 //! Besides the prost messages and tonic services this crate offers [`json`],
 //! the protobuf-JSON mapping used by Connect's JSON codec (lowerCamelCase
@@ -56,6 +59,33 @@ pub mod kiln {
     pub mod block {
         pub mod v1 {
             tonic::include_proto!("kiln.block.v1");
+        }
+    }
+}
+
+pub mod opentelemetry {
+    pub mod proto {
+        pub mod common {
+            pub mod v1 {
+                tonic::include_proto!("opentelemetry.proto.common.v1");
+            }
+        }
+        pub mod resource {
+            pub mod v1 {
+                tonic::include_proto!("opentelemetry.proto.resource.v1");
+            }
+        }
+        pub mod profiles {
+            pub mod v1development {
+                tonic::include_proto!("opentelemetry.proto.profiles.v1development");
+            }
+        }
+        pub mod collector {
+            pub mod profiles {
+                pub mod v1development {
+                    tonic::include_proto!("opentelemetry.proto.collector.profiles.v1development");
+                }
+            }
         }
     }
 }

@@ -14,6 +14,10 @@
 )]
 
 mod go_fix;
+mod jfr;
+mod legacy_trees;
+mod otlp;
+mod speedscope;
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -696,18 +700,20 @@ fn legacy_text_kinds_and_labels() {
 }
 
 #[test]
-fn unsupported_formats_and_limits() {
-    for (format, ct) in [
-        ("jfr", None),
-        ("speedscope", None),
-        ("trie", None),
-        ("tree", None),
-        ("", Some("binary/octet-stream+trie")),
+fn malformed_bodies_of_every_format_and_limits() {
+    for (format, ct, needle) in [
+        ("jfr", None, "convert JFR"),
+        ("speedscope", None, "parse speedscope JSON"),
+        ("trie", None, "parse trie body"),
+        ("tree", None, "parse tree body"),
+        ("", Some("binary/octet-stream+trie"), "parse trie body"),
+        ("", Some("binary/octet-stream+tree"), "parse tree body"),
     ] {
         let err = ingest_raw(&[("name", "app"), ("format", format)], ct, b"x").unwrap_err();
-        assert!(
-            matches!(err, FormatError::UnsupportedFormat(_)),
-            "{format}: {err}"
+        assert!(err.to_string().contains(needle), "{format}: {err}");
+        assert_eq!(
+            kiln_model::HasErrorCode::code(&err),
+            kiln_model::ErrorCode::InvalidArgument
         );
     }
     let limits = Limits {
