@@ -48,8 +48,10 @@
 //! The body is at most `limits.max_body_bytes` after decompression, checked
 //! before decoding; every table index is checked; a profile may have at
 //! most `limits.max_samples` samples, checked before its stacks are
-//! expanded, and only the `limits.max_stack_depth` root-side locations of a
-//! stack are copied, so a small request cannot expand into a huge pprof.
+//! expanded, only the `limits.max_stack_depth` root-side locations of a
+//! stack are copied, and all samples of a request together may expand to
+//! at most `max_samples × max_stack_depth` locations (16 million with the
+//! defaults), so a small request cannot expand into huge pprofs.
 
 use std::collections::BTreeMap;
 
@@ -108,6 +110,7 @@ pub fn profiles_from_otlp_request(
     let dictionary = Dictionary(request.dictionary.as_ref().ok_or_else(|| {
         FormatError::InvalidOtlp("the request has profiles but no dictionary".to_owned())
     })?);
+    let mut frame_budget = FrameBudget::for_request(limits);
     let mut out = Vec::new();
     for (r, resource_profiles) in request.resource_profiles.iter().enumerate() {
         let resource_attributes = resource_profiles
@@ -127,7 +130,8 @@ pub fn profiles_from_otlp_request(
                     )),
                     other => other,
                 };
-                let converted = convert_profile(profile, &dictionary, limits).map_err(at)?;
+                let converted =
+                    convert_profile(profile, &dictionary, limits, &mut frame_budget).map_err(at)?;
                 for (sample_service, pprof) in converted.by_service {
                     let mut labels = Labels::default();
                     labels.set(LABEL_NAME, converted.name.as_str());
@@ -229,10 +233,40 @@ struct ConvertedProfile {
     by_service: BTreeMap<Option<String>, pprof_proto::Profile>,
 }
 
+/// How many stack frames (location references) the samples of one request
+/// may expand to in total: `max_samples × max_stack_depth`, what a single
+/// profile at both limits would hold.
+struct FrameBudget {
+    limit: usize,
+    used: usize,
+}
+
+impl FrameBudget {
+    fn for_request(limits: &Limits) -> Self {
+        FrameBudget {
+            limit: limits.max_samples.saturating_mul(limits.max_stack_depth),
+            used: 0,
+        }
+    }
+
+    fn spend(&mut self, frames: usize) -> Result<(), FormatError> {
+        self.used = self.used.saturating_add(frames);
+        if self.used > self.limit {
+            return Err(FormatError::LimitExceeded {
+                what: "stack frames in the request",
+                limit: self.limit,
+                actual: self.used,
+            });
+        }
+        Ok(())
+    }
+}
+
 fn convert_profile(
     profile: &otlp::Profile,
     dictionary: &Dictionary<'_>,
     limits: &Limits,
+    frame_budget: &mut FrameBudget,
 ) -> Result<ConvertedProfile, FormatError> {
     if profile.samples.len() > limits.max_samples {
         return Err(FormatError::LimitExceeded {
@@ -307,7 +341,7 @@ fn convert_profile(
     let mut services: Vec<Option<String>> = Vec::with_capacity(profile.samples.len());
     for (i, sample) in profile.samples.iter().enumerate() {
         let service = builder
-            .add_sample(sample, value_kind)
+            .add_sample(sample, value_kind, frame_budget)
             .map_err(|e| prefix_sample(e, i))?;
         services.push(service);
     }
@@ -391,6 +425,7 @@ impl<'d, 'a> PprofBuilder<'d, 'a> {
         &mut self,
         sample: &otlp::Sample,
         kind: ValueKind,
+        frame_budget: &mut FrameBudget,
     ) -> Result<Option<String>, FormatError> {
         let mut value: i64 = if sample.values.is_empty() {
             if sample.timestamps_unix_nano.is_empty() {
@@ -457,6 +492,7 @@ impl<'d, 'a> PprofBuilder<'d, 'a> {
             .len()
             .min(self.limits.max_stack_depth);
         let root_side = &stack.location_indices[stack.location_indices.len() - keep..];
+        frame_budget.spend(root_side.len())?;
         let mut location_id = Vec::with_capacity(root_side.len());
         for &index in root_side {
             location_id.push(self.location(index)?);
@@ -940,6 +976,16 @@ mod tests {
         let out = profiles_from_otlp_request(&one, &limits, NOW).unwrap();
         // only the root-side location (main) is kept
         assert_eq!(rows(&out)[0].1, "main");
+        // many small profiles cannot together exceed 3 × 1 frames
+        let spread = request(
+            vec![cpu_profile(vec![sample(vec![1], vec![]); 2]); 2],
+            vec![],
+        );
+        let err = profiles_from_otlp_request(&spread, &limits, NOW).unwrap_err();
+        assert!(
+            err.to_string().contains("stack frames in the request"),
+            "{err}"
+        );
     }
 
     #[test]
