@@ -7,6 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kiln_cluster::MetastoreClient;
 use kiln_model::Labels;
+use kiln_proto::google::v1::Profile;
 use kiln_proto::kiln::ingester::v1::{PushRequest, PushResponse};
 use kiln_storage::{BlockBuilder, layout};
 use object_store::path::Path;
@@ -20,7 +21,14 @@ use ulid::Ulid;
 use crate::{IngesterConfig, IngesterError, IngesterMetrics, Result};
 
 type Waiter = oneshot::Sender<Result<String>>;
-type Buffers = HashMap<(String, u32), Arc<Mutex<Buffer>>>;
+type Decoded = (Labels, Option<[u8; 16]>, Profile);
+/// Buffers by (tenant, shard, hour of the profiles' time): a segment never
+/// spans an hour boundary, so compaction windows and roll-up buckets never
+/// need to split a block.
+type Buffers = HashMap<(String, u32, i64), Arc<Mutex<Buffer>>>;
+
+/// One hour in ns.
+const HOUR: i64 = 3_600_000_000_000;
 
 /// Profiles of one (tenant, shard) waiting to be written.
 struct Buffer {
@@ -118,12 +126,22 @@ impl Ingester {
         if buffered + size > limit && buffered > 0 {
             return Err(IngesterError::Overloaded { buffered, limit });
         }
-        let (tx, rx) = oneshot::channel();
         let adder = Arc::clone(inner);
-        tokio::task::spawn_blocking(move || adder.add(request, size, tx))
+        let receivers = tokio::task::spawn_blocking(move || adder.add(request, size))
             .await
             .map_err(|e| IngesterError::InvalidPush(format!("push task failed: {e}")))??;
-        let result = rx.await.unwrap_or(Err(IngesterError::ShuttingDown));
+        // The push is acknowledged when every segment holding part of it is.
+        let mut result = Ok(String::new());
+        for rx in receivers {
+            match rx.await.unwrap_or(Err(IngesterError::ShuttingDown)) {
+                Ok(id) => {
+                    if result.is_ok() {
+                        result = Ok(id);
+                    }
+                }
+                Err(e) => result = Err(e),
+            }
+        }
         inner
             .metrics
             .ack_latency
@@ -160,8 +178,13 @@ impl Ingester {
 }
 
 impl Inner {
-    /// Adds a request to its buffer (blocking: builds symbol tables).
-    fn add(&self, request: PushRequest, size: usize, waiter: Waiter) -> Result<()> {
+    /// Adds a request to the buffers of its hours (blocking: builds symbol
+    /// tables); returns one receiver per buffer touched.
+    fn add(
+        &self,
+        request: PushRequest,
+        size: usize,
+    ) -> Result<Vec<oneshot::Receiver<Result<String>>>> {
         let PushRequest {
             tenant,
             shard,
@@ -178,16 +201,44 @@ impl Inner {
                 .map_err(|e| IngesterError::InvalidPush(e.to_string()))?;
             decoded.push((labels, id, profile));
         }
+        let mut by_hour: std::collections::BTreeMap<i64, Vec<Decoded>> =
+            std::collections::BTreeMap::new();
+        let total = decoded.len();
+        for d in decoded {
+            by_hour
+                .entry(d.2.time_nanos.div_euclid(HOUR) * HOUR)
+                .or_default()
+                .push(d);
+        }
+        let mut receivers = Vec::with_capacity(by_hour.len());
+        for (hour, group) in by_hour {
+            let share = size * group.len() / total.max(1);
+            let (tx, rx) = oneshot::channel();
+            self.add_to_buffer(&tenant, shard, hour, &group, share, tx)?;
+            receivers.push(rx);
+        }
+        Ok(receivers)
+    }
+
+    fn add_to_buffer(
+        &self,
+        tenant: &str,
+        shard: u32,
+        hour: i64,
+        decoded: &[Decoded],
+        size: usize,
+        waiter: Waiter,
+    ) -> Result<()> {
         let count = decoded.len() as u64;
-        let key = (tenant.clone(), shard);
+        let key = (tenant.to_owned(), shard, hour);
         loop {
             let buffer = {
                 let mut buffers = lock(&self.buffers);
                 Arc::clone(buffers.entry(key.clone()).or_insert_with(|| {
                     Arc::new(Mutex::new(Buffer {
-                        tenant: tenant.clone(),
+                        tenant: tenant.to_owned(),
                         shard,
-                        builder: Some(BlockBuilder::new(tenant.clone(), shard, 0)),
+                        builder: Some(BlockBuilder::new(tenant, shard, 0)),
                         waiters: Vec::new(),
                         bytes: 0,
                         created: Instant::now(),
@@ -199,7 +250,7 @@ impl Inner {
                 // The flusher took this buffer after we looked it up.
                 continue;
             };
-            for (labels, id, profile) in &decoded {
+            for (labels, id, profile) in decoded {
                 builder
                     .add_pprof(labels, *id, profile)
                     .map_err(|e| IngesterError::InvalidPush(e.to_string()))?;

@@ -17,7 +17,7 @@ use kiln_storage::{BlockReader, PartitionSymbols, SeriesRow};
 use object_store::ObjectStore;
 
 use crate::cache::Cache;
-use crate::plan::{full_labels, matches_all, pinned_services, series_label};
+use crate::plan::{full_labels, matches_all, pinned_services, plan_ranges, series_label};
 use crate::pprof_out::tree_to_pprof;
 use crate::scan::{SampleFilter, Scanner};
 use crate::{QuerierConfig, QuerierError, QuerierMetrics, Result};
@@ -264,6 +264,7 @@ impl Querier {
         block: &BlockMeta,
         query: &TreeQuery,
         mode: FrameMode,
+        (start_ns, end_ns): (i64, i64),
     ) -> Result<StackTree> {
         let mut tree = StackTree::new();
         let type_id = query.profile_type.id();
@@ -285,7 +286,6 @@ impl Querier {
         if ids.is_empty() {
             return Ok(tree);
         }
-        let (start_ns, end_ns) = ms_range_to_ns(query.start_ms, query.end_ms);
         let profiles = match &query.profile_ids {
             Some(wanted) => Some(self.scanner.profile_rows(&reader, wanted).await?),
             None => None,
@@ -338,8 +338,9 @@ impl Querier {
             )
             .await?;
         let timeout = self.config.query_timeout;
-        let work = stream::iter(blocks)
-            .map(|b| async move { self.block_tree(&b, query, mode).await })
+        let tasks = plan_tasks(&blocks, start_ns, end_ns + 1, i64::MAX);
+        let work = stream::iter(tasks)
+            .map(|(b, range)| async move { self.block_tree(&b, query, mode, range).await })
             .buffer_unordered(self.config.block_concurrency)
             .try_fold(StackTree::new(), |mut acc, t| async move {
                 if acc.node_count() < t.node_count() {
@@ -583,7 +584,10 @@ impl Querier {
         // group key -> point ts -> (sum, count, best exemplar)
         type Points = BTreeMap<i64, (f64, u64, Option<(i64, i64, [u8; 16])>)>;
         let mut groups: BTreeMap<Vec<(String, String)>, Points> = BTreeMap::new();
-        for block in &blocks {
+        // Roll-up buckets no wider than the step answer long ranges.
+        let step_ns = step_ms.saturating_mul(NS_PER_MS);
+        for (block, (start_ns, end_ns)) in plan_tasks(&blocks, start_ns, end_ns + 1, step_ns) {
+            let block = &block;
             if !block
                 .datasets
                 .iter()
@@ -910,6 +914,35 @@ impl Querier {
             newest_profile_time: newest.map(|t| t.div_euclid(NS_PER_MS)).unwrap_or(0),
         })
     }
+}
+
+/// The (block, inclusive time range) pairs that answer `[start, end)`:
+/// per tenant, the coarsest roll-up tier that holds each part exactly and
+/// raw blocks for the rest (see [`plan_ranges`]).
+fn plan_tasks(
+    blocks: &[BlockMeta],
+    start: i64,
+    end: i64,
+    max_resolution: i64,
+) -> Vec<(BlockMeta, (i64, i64))> {
+    let mut by_tenant: BTreeMap<&str, Vec<BlockMeta>> = BTreeMap::new();
+    for b in blocks {
+        by_tenant
+            .entry(b.tenant.as_str())
+            .or_default()
+            .push(b.clone());
+    }
+    let mut tasks = Vec::new();
+    for tenant_blocks in by_tenant.values() {
+        for r in plan_ranges(tenant_blocks, start, end, max_resolution) {
+            for b in tenant_blocks.iter().filter(|b| {
+                b.resolution == r.resolution && b.min_time < r.end && b.max_time >= r.start
+            }) {
+                tasks.push((b.clone(), (r.start, r.end - 1)));
+            }
+        }
+    }
+    tasks
 }
 
 fn group_by_partition(rows: Vec<(u32, u32, i64)>) -> BTreeMap<u32, Vec<(u32, i64)>> {

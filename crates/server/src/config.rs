@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Yaml};
+use kiln_compactor::CompactorConfig;
 use kiln_distributor::DistributorConfig;
 use kiln_formats::Limits;
 use kiln_ingester::IngesterConfig;
@@ -78,6 +79,8 @@ pub struct Config {
     pub ingester: IngesterConfig,
     /// Querier settings.
     pub querier: QuerierConfig,
+    /// Compactor settings (compaction, roll-up tiers, retention).
+    pub compactor: CompactorConfig,
     /// Per-profile ingest limits.
     pub limits: Limits,
     /// Tenancy.
@@ -100,6 +103,7 @@ impl Default for Config {
             distributor: DistributorConfig::default(),
             ingester: IngesterConfig::default(),
             querier: QuerierConfig::default(),
+            compactor: CompactorConfig::default(),
             limits: Limits::default(),
             multitenancy: MultitenancyConfig::default(),
             log: LogConfig::default(),
@@ -191,6 +195,7 @@ impl Config {
         self.ingester.validate().map_err(ConfigError)?;
         self.querier.validate().map_err(ConfigError)?;
         self.metastore.validate().map_err(ConfigError)?;
+        self.compactor.validate().map_err(ConfigError)?;
         Ok(())
     }
 

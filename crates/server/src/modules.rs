@@ -18,15 +18,18 @@ pub enum Target {
     Querier,
     /// Block index.
     Metastore,
+    /// Compaction, roll-ups, retention.
+    Compactor,
 }
 
 impl Target {
     /// Every role, in display order.
-    pub const ALL: [Target; 4] = [
+    pub const ALL: [Target; 5] = [
         Target::Distributor,
         Target::Ingester,
         Target::Querier,
         Target::Metastore,
+        Target::Compactor,
     ];
 
     /// The role's name on the command line.
@@ -36,6 +39,7 @@ impl Target {
             Target::Ingester => "ingester",
             Target::Querier => "querier",
             Target::Metastore => "metastore",
+            Target::Compactor => "compactor",
         }
     }
 }
@@ -63,13 +67,15 @@ pub enum Module {
     Distributor,
     /// The querier.
     Querier,
+    /// The compactor.
+    Compactor,
     /// HTTP and gRPC listeners.
     Server,
 }
 
 impl Module {
     /// Every module in start order.
-    pub const ALL: [Module; 8] = [
+    pub const ALL: [Module; 9] = [
         Module::Storage,
         Module::Metastore,
         Module::MetastoreClient,
@@ -77,6 +83,7 @@ impl Module {
         Module::Ring,
         Module::Distributor,
         Module::Querier,
+        Module::Compactor,
         Module::Server,
     ];
 
@@ -88,6 +95,7 @@ impl Module {
             Module::Ring => &[],
             Module::Distributor => &[Module::Ring],
             Module::Querier => &[Module::Storage, Module::MetastoreClient],
+            Module::Compactor => &[Module::Storage, Module::MetastoreClient],
             Module::Server => &[],
         }
     }
@@ -99,6 +107,7 @@ fn target_modules(t: Target) -> &'static [Module] {
         Target::Ingester => &[Module::Ingester, Module::Server],
         Target::Querier => &[Module::Querier, Module::Server],
         Target::Metastore => &[Module::Metastore, Module::Server],
+        Target::Compactor => &[Module::Compactor, Module::Server],
     }
 }
 
@@ -173,7 +182,7 @@ mod tests {
     #[test]
     fn all_is_the_union_of_the_roles() {
         let all = Targets::parse("all").unwrap();
-        let union = Targets::parse("distributor,ingester,querier,metastore").unwrap();
+        let union = Targets::parse("distributor,ingester,querier,metastore,compactor").unwrap();
         assert_eq!(all, union);
         assert_eq!(all.modules(), Module::ALL.to_vec());
         assert_eq!(

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use kiln_cluster::membership::heartbeat_loop;
 use kiln_cluster::{IngesterClients, MetastoreClient, MetastoreRing, RingSource};
+use kiln_compactor::{Compactor, CompactorMetrics};
 use kiln_distributor::{Distributor, DistributorMetrics};
 use kiln_ingester::grpc::IngesterGrpc;
 use kiln_ingester::{Ingester, IngesterMetrics};
@@ -147,6 +148,16 @@ pub async fn run(
         )),
         _ => None,
     };
+    let compactor = match (has(Module::Compactor), &store) {
+        (true, Some(store)) => Some(Compactor::new(
+            config.compactor.clone(),
+            Arc::clone(store),
+            metastore_client.clone(),
+            instance.clone(),
+            CompactorMetrics::register(&mut registry),
+        )),
+        _ => None,
+    };
     let querier = match (has(Module::Querier), &store) {
         (true, Some(store)) => Some(Arc::new(Querier::new(
             config.querier.clone(),
@@ -232,6 +243,14 @@ pub async fn run(
     ));
     if let Some(ring) = &ring {
         background.spawn(Arc::clone(ring).run(Duration::from_secs(2), background_stop.clone()));
+    }
+
+    if let Some(c) = &compactor {
+        let c = c.clone();
+        background.spawn({
+            let stop = background_stop.clone();
+            async move { c.run(stop).await }
+        });
     }
 
     let ingester_shutdown = CancellationToken::new();

@@ -103,7 +103,12 @@ async fn wait_leader(
 async fn kill9_under_load_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     // Short flushes keep the test quick: every push waits for its segment.
-    let cluster = Cluster::start(&Kiln::binary(), dir.path(), &[("KILN_INGESTER__FLUSH_INTERVAL", "250ms")]).unwrap();
+    let cluster = Cluster::start(
+        &Kiln::binary(),
+        dir.path(),
+        &[("KILN_INGESTER__FLUSH_INTERVAL", "250ms")],
+    )
+    .unwrap();
     let total: u64 = 2000;
     let acked: Arc<Mutex<BTreeSet<u64>>> = Arc::default();
     let failed: Arc<Mutex<u64>> = Arc::default();

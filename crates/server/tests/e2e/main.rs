@@ -9,6 +9,7 @@
 )]
 
 mod cluster;
+mod compaction;
 mod golden;
 mod grpc;
 mod s3;

@@ -74,7 +74,13 @@ fn copy(rel: &str, dir: &Path) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upload_query_and_blocks_tools() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Kiln::start(&Kiln::binary(), &dir.path().join("data"), &[]).unwrap();
+    // No compactor: the test inspects the segments as ingesters wrote them.
+    let server = Kiln::start(
+        &Kiln::binary(),
+        &dir.path().join("data"),
+        &["--target", "distributor,ingester,querier,metastore"],
+    )
+    .unwrap();
     let url = server.http.as_str();
 
     // A directory of real profiles, one nested, plus a file that is not a
