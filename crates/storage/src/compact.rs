@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 
 use kiln_model::StackTree;
-use kiln_proto::kiln::metastore::v1::TimeRange;
+use kiln_proto::kiln::metastore::v1::Coverage;
 use rustc_hash::FxHashSet;
 
 use crate::reader::{ProfileRowData, SampleRowData};
@@ -200,7 +200,7 @@ impl RollupBuilder {
         level: u32,
         resolutions: &[i64],
         node_cap: usize,
-        coverage: Vec<TimeRange>,
+        coverage: Vec<Coverage>,
     ) -> Self {
         let builders = resolutions
             .iter()

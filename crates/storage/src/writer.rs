@@ -21,7 +21,7 @@ use kiln_model::Labels;
 use kiln_model::labels::{LABEL_NAME, LABEL_SERVICE_NAME, UNKNOWN_SERVICE};
 use kiln_proto::google::v1::Profile;
 use kiln_proto::kiln::block::v1::{BlockFooter, Section};
-use kiln_proto::kiln::metastore::v1::{BlockMeta, Dataset, TimeRange};
+use kiln_proto::kiln::metastore::v1::{BlockMeta, Dataset, Coverage};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -214,7 +214,7 @@ pub struct BlockBuilder {
     samples: Vec<SampleRow>,
     max_row_group_rows: usize,
     sources: Vec<String>,
-    coverage: Vec<TimeRange>,
+    coverage: Vec<Coverage>,
 }
 
 impl BlockBuilder {
@@ -256,7 +256,7 @@ impl BlockBuilder {
     }
 
     /// Records the time ranges a roll-up block holds completely.
-    pub fn with_coverage(mut self, coverage: Vec<TimeRange>) -> Self {
+    pub fn with_coverage(mut self, coverage: Vec<Coverage>) -> Self {
         self.coverage = coverage;
         self
     }
