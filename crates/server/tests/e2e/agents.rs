@@ -170,7 +170,9 @@ async fn run_agent(what: &str, mut command: tokio::process::Command) -> AgentRun
         "{what} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
         output.status
     );
-    note(&format!("{what} ran {elapsed:.1?}\n{stdout}{stderr}"));
+    let printed = format!("{stdout}{stderr}");
+    let shown: String = printed.chars().take(1000).collect();
+    note(&format!("{what} ran {elapsed:.1?}\n{shown}"));
     AgentRun { elapsed, stdout }
 }
 

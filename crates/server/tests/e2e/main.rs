@@ -8,6 +8,7 @@
     reason = "test code: a failed step should stop the test with its message"
 )]
 
+mod agents;
 mod cluster;
 mod compaction;
 mod golden;
