@@ -443,6 +443,16 @@ impl Client {
         self.send(rb).await
     }
 
+    /// A POST of a raw body.
+    pub async fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> Result<Reply> {
+        let rb = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", content_type)
+            .body(body);
+        self.send(rb).await
+    }
+
     /// A GET with query parameters.
     pub async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Reply> {
         self.send(self.http.get(format!("{}{path}", self.base)).query(query))

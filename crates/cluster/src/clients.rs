@@ -270,7 +270,9 @@ impl MetastoreClient {
         min_age_ms: i64,
     ) -> Result<ListTombstonesResponse, ClientError> {
         let req = ListTombstonesRequest { min_age_ms };
-        self.call("ListTombstones", |mut c| async move { c.list_tombstones(req).await })
+        self.call("ListTombstones", |mut c| async move {
+            c.list_tombstones(req).await
+        })
         .await
     }
 

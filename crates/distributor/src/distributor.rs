@@ -120,6 +120,39 @@ impl Distributor {
         self.send(tenant, profiles).await
     }
 
+    /// Handles an OTLP `ExportProfilesServiceRequest` (protobuf, gzip sniffed).
+    pub async fn otlp(&self, tenant: &TenantId, body: bytes::Bytes) -> Result<()> {
+        self.count_bytes(tenant, body.len());
+        let limits = self.limits.clone();
+        let parsed = tokio::task::spawn_blocking(move || {
+            kiln_formats::otlp::profiles_from_otlp(&body, &limits, now_ns())
+                .map_err(DistributorError::from)
+        })
+        .await
+        .map_err(|e| DistributorError::Internal(e.to_string()))?;
+        let profiles = self.observe(tenant, parsed)?;
+        self.send(tenant, profiles).await
+    }
+
+    /// Handles an already decoded OTLP request (gRPC, JSON).
+    pub async fn otlp_request(
+        &self,
+        tenant: &TenantId,
+        request: kiln_proto::opentelemetry::proto::collector::profiles::v1development::ExportProfilesServiceRequest,
+        request_bytes: usize,
+    ) -> Result<()> {
+        self.count_bytes(tenant, request_bytes);
+        let limits = self.limits.clone();
+        let parsed = tokio::task::spawn_blocking(move || {
+            kiln_formats::otlp::profiles_from_otlp_request(&request, &limits, now_ns())
+                .map_err(DistributorError::from)
+        })
+        .await
+        .map_err(|e| DistributorError::Internal(e.to_string()))?;
+        let profiles = self.observe(tenant, parsed)?;
+        self.send(tenant, profiles).await
+    }
+
     fn count_bytes(&self, tenant: &TenantId, bytes: usize) {
         self.metrics
             .received_bytes

@@ -8,7 +8,8 @@ use proptest::prelude::*;
 
 /// Stacks over a small alphabet so that paths share prefixes often.
 fn stacks() -> impl Strategy<Value = Vec<(Vec<String>, i64)>> {
-    let frame = prop::sample::select(vec!["a", "b", "c", "d", "other", "main"]).prop_map(str::to_owned);
+    let frame =
+        prop::sample::select(vec!["a", "b", "c", "d", "other", "main"]).prop_map(str::to_owned);
     prop::collection::vec((prop::collection::vec(frame, 1..6), 1i64..1000), 0..40)
 }
 

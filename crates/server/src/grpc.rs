@@ -68,6 +68,34 @@ impl PusherService for PushGrpc {
     }
 }
 
+/// OTLP `ProfilesService` over gRPC.
+#[derive(Debug, Clone)]
+pub struct OtlpGrpc {
+    /// The distributor.
+    pub distributor: Distributor,
+    /// Whether `x-scope-orgid` is required.
+    pub multitenancy: bool,
+}
+
+#[tonic::async_trait]
+impl kiln_proto::opentelemetry::proto::collector::profiles::v1development::profiles_service_server::ProfilesService
+    for OtlpGrpc
+{
+    async fn export(
+        &self,
+        request: Request<kiln_proto::opentelemetry::proto::collector::profiles::v1development::ExportProfilesServiceRequest>,
+    ) -> Result<
+        Response<kiln_proto::opentelemetry::proto::collector::profiles::v1development::ExportProfilesServiceResponse>,
+        Status,
+    > {
+        let tenant = write_tenant(request.metadata(), self.multitenancy)?;
+        let req = request.into_inner();
+        let size = req.encoded_len();
+        self.distributor.otlp_request(&tenant, req, size).await.map_err(|e| to_status(&e))?;
+        Ok(Response::new(Default::default()))
+    }
+}
+
 /// `querier.v1.QuerierService` over gRPC.
 #[derive(Debug, Clone)]
 pub struct QuerierGrpc {

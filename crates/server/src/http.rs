@@ -66,6 +66,11 @@ pub fn router(state: AppState) -> Router {
         .route("/ingest", post(ingest::ingest))
         .route("/pyroscope/ingest", post(ingest::ingest))
         .route("/push.v1.PusherService/Push", post(push))
+        .route("/v1development/profiles", post(otlp_http))
+        .route(
+            "/opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export",
+            post(otlp_export),
+        )
         .route("/querier.v1.QuerierService/{method}", post(querier_method))
         .route("/pyroscope/render", get(render::render))
         .route("/pyroscope/render-diff", get(render::render_diff))
@@ -102,6 +107,61 @@ async fn push(State(state): State<AppState>, headers: HeaderMap, body: Body) -> 
             .await
             .map_err(|e| ApiError::from_err(&e))?;
         Ok(PushResponse {})
+    })
+    .await
+}
+
+type OtlpRequest = kiln_proto::opentelemetry::proto::collector::profiles::v1development::ExportProfilesServiceRequest;
+type OtlpResponse = kiln_proto::opentelemetry::proto::collector::profiles::v1development::ExportProfilesServiceResponse;
+
+/// `POST /v1development/profiles`: OTLP/HTTP profiles (protobuf or JSON,
+/// gzip allowed); the answer is an `ExportProfilesServiceResponse`.
+async fn otlp_http(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let media = ct.split(';').next().unwrap_or("").trim().to_owned();
+    if !matches!(
+        media.as_str(),
+        "application/x-protobuf" | "application/protobuf" | "application/json" | ""
+    ) {
+        return (
+            http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::invalid(format!(
+                "unsupported content type {media:?}: use application/x-protobuf or application/json"
+            ))
+            .body(),
+        )
+            .into_response();
+    }
+    // OTLP/HTTP uses the same unary shape as Connect (JSON or protobuf bodies).
+    let mut headers = headers;
+    if media != "application/json" {
+        headers.insert(
+            header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/proto"),
+        );
+    }
+    otlp_export(State(state), headers, body).await
+}
+
+/// `ProfilesService/Export` on the HTTP port (Connect or gRPC framing).
+async fn otlp_export(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let limit = state.body_limit;
+    let h = headers.clone();
+    connect::unary(headers, body, limit, |req: OtlpRequest, size| async move {
+        let distributor = state
+            .distributor
+            .as_ref()
+            .ok_or_else(|| not_running("distributor"))?;
+        let tenant = tenant_for_write(&h, state.multitenancy)?;
+        distributor
+            .otlp_request(&tenant, req, size)
+            .await
+            .map_err(|e| ApiError::from_err(&e))?;
+        Ok(OtlpResponse::default())
     })
     .await
 }

@@ -18,6 +18,7 @@ use kiln_proto::kiln::ingester::v1::ingester_service_server::IngesterServiceServ
 use kiln_proto::kiln::metastore::v1::Member;
 use kiln_proto::kiln::metastore::v1::metastore_service_server::MetastoreServiceServer;
 use kiln_proto::kiln::metastore::v1::raft_service_server::RaftServiceServer;
+use kiln_proto::opentelemetry::proto::collector::profiles::v1development::profiles_service_server::ProfilesServiceServer;
 use kiln_proto::push::v1::pusher_service_server::PusherServiceServer;
 use kiln_proto::querier::v1::querier_service_server::QuerierServiceServer;
 use kiln_querier::{Querier, QuerierMetrics};
@@ -28,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::Config;
-use crate::grpc::{PushGrpc, QuerierGrpc};
+use crate::grpc::{OtlpGrpc, PushGrpc, QuerierGrpc};
 use crate::http::{AppState, router};
 use crate::modules::{Module, Target, Targets};
 
@@ -202,6 +203,13 @@ pub async fn run(
             }))
             .add_optional_service(distributor.as_ref().map(|d| {
                 PusherServiceServer::new(PushGrpc {
+                    distributor: d.clone(),
+                    multitenancy: config.multitenancy.enabled,
+                })
+                .max_decoding_message_size(config.limits.max_body_bytes)
+            }))
+            .add_optional_service(distributor.as_ref().map(|d| {
+                ProfilesServiceServer::new(OtlpGrpc {
                     distributor: d.clone(),
                     multitenancy: config.multitenancy.enabled,
                 })

@@ -314,7 +314,11 @@ mod compaction {
         let raw = LoadedBlock::load(&store_block(&store, "raw", raw).await)
             .await
             .unwrap();
-        let coverage = vec![kiln_proto::kiln::metastore::v1::Coverage { start: 0, end: 180, raw_block: "raw".into() }];
+        let coverage = vec![kiln_proto::kiln::metastore::v1::Coverage {
+            start: 0,
+            end: 180,
+            raw_block: "raw".into(),
+        }];
         let mut r = RollupBuilder::new("t", 0, 3, &[60, 180], 2, coverage);
         r.add_block(&raw).unwrap();
         let mut builders = r.finish();

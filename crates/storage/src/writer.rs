@@ -21,7 +21,7 @@ use kiln_model::Labels;
 use kiln_model::labels::{LABEL_NAME, LABEL_SERVICE_NAME, UNKNOWN_SERVICE};
 use kiln_proto::google::v1::Profile;
 use kiln_proto::kiln::block::v1::{BlockFooter, Section};
-use kiln_proto::kiln::metastore::v1::{BlockMeta, Dataset, Coverage};
+use kiln_proto::kiln::metastore::v1::{BlockMeta, Coverage, Dataset};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};

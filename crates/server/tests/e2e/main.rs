@@ -13,6 +13,7 @@ mod cluster;
 mod compaction;
 mod golden;
 mod grpc;
+mod otlp;
 mod s3;
 mod spine;
 mod tools;
