@@ -29,5 +29,8 @@ else
   cargo test --workspace --locked
 fi
 
+echo "== benches, each run once (criterion test mode, debug build)"
+cargo test -p kiln-benches --benches --locked
+
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -246,6 +246,7 @@ struct WorkerTally {
     ok: u64,
     errors: u64,
     uncompressed_bytes: u64,
+    profile_bytes: u64,
     wire_bytes: u64,
     first_errors: Vec<String>,
 }
@@ -354,9 +355,10 @@ async fn ingest(args: IngestBenchArgs) -> anyhow::Result<ExitCode> {
                 .await;
                 let elapsed = t0.elapsed();
                 match result {
-                    Ok((uncompressed, wire)) => {
+                    Ok((uncompressed, sent, wire)) => {
                         tally.ok += 1;
                         tally.uncompressed_bytes += uncompressed as u64;
+                        tally.profile_bytes += sent as u64;
                         tally.wire_bytes += wire as u64;
                         tally.latencies.push(elapsed);
                     }
@@ -378,6 +380,7 @@ async fn ingest(args: IngestBenchArgs) -> anyhow::Result<ExitCode> {
         all.ok += t.ok;
         all.errors += t.errors;
         all.uncompressed_bytes += t.uncompressed_bytes;
+        all.profile_bytes += t.profile_bytes;
         all.wire_bytes += t.wire_bytes;
         for e in t.first_errors {
             if all.first_errors.len() < 5 && !all.first_errors.contains(&e) {
@@ -407,6 +410,8 @@ async fn ingest(args: IngestBenchArgs) -> anyhow::Result<ExitCode> {
             "errors": all.errors,
             "first_errors": all.first_errors,
             "uncompressed_bytes": all.uncompressed_bytes,
+            "profile_bytes_sent": all.profile_bytes,
+            "gzip": !args.no_gzip,
             "wire_bytes": all.wire_bytes,
             "profiles_per_s": profiles_per_s,
             "mb_per_s": mb_per_s,
@@ -453,7 +458,8 @@ async fn ingest(args: IngestBenchArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Sends one profile; returns (uncompressed pprof bytes, body bytes).
+/// Sends one profile; returns (uncompressed pprof bytes, pprof bytes as
+/// sent (gzipped unless --no-gzip), request body bytes).
 async fn send_one(
     client: &KilnClient,
     api: IngestApi,
@@ -461,8 +467,9 @@ async fn send_one(
     pod: usize,
     profile: &Prepared,
     now: i64,
-) -> anyhow::Result<(usize, usize)> {
+) -> anyhow::Result<(usize, usize, usize)> {
     let (bytes, uncompressed) = stamped(profile, now)?;
+    let sent = bytes.len();
     let pod = format!("{service}-{pod:03}");
     match api {
         IngestApi::Push => {
@@ -495,7 +502,7 @@ async fn send_one(
                     body,
                 )
                 .await?;
-            Ok((uncompressed, wire))
+            Ok((uncompressed, sent, wire))
         }
         IngestApi::Ingest => {
             let (content_type, body) = multipart_body(&[("profile", "profile.pprof", &bytes)]);
@@ -510,7 +517,7 @@ async fn send_one(
             client
                 .post_raw("/ingest", &query, &content_type, Bytes::from(body))
                 .await?;
-            Ok((uncompressed, wire))
+            Ok((uncompressed, sent, wire))
         }
     }
 }
