@@ -10,7 +10,7 @@
 #
 # Environment: CARGO_TARGET_DIR (default /root/.cache/kiln-bench-target, kept
 # apart from the debug target dir), KILN_TESTDATA (shared test data),
-# OUT (default benches/results), KILN_BIN (use this binary, no build),
+# OUT (default $CARGO_TARGET_DIR/bench-results), KILN_BIN (use this binary, no build),
 # INGEST_SECONDS (default 30),
 # CONCURRENCY (default "16 64 256": with a 1 s flush each request waits about a second, so throughput needs many in flight), MERGE_N (default 300).
 set -euo pipefail
@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/root/.cache/kiln-bench-target}
-OUT=${OUT:-$ROOT/benches/results}
+OUT=${OUT:-$CARGO_TARGET_DIR/bench-results}
 INGEST_SECONDS=${INGEST_SECONDS:-30}
 CONCURRENCY=${CONCURRENCY:-"16 64 256"}
 MERGE_N=${MERGE_N:-300}

@@ -51,10 +51,11 @@ pub struct UploadArgs {
     /// RFC 3339 time.
     #[arg(long, default_value = "now")]
     pub time: String,
-    /// Profile kind of text formats (folded, speedscope): cpu, wall,
-    /// alloc_space, inuse_objects, ... (OG `app.<kind>` names).
-    #[arg(long, default_value = "cpu")]
-    pub kind: String,
+    /// Profile kind of text formats: cpu, wall, alloc_space,
+    /// inuse_objects, ... (OG `app.<kind>` names). Default: cpu for folded
+    /// files; speedscope files take it from their unit unless given.
+    #[arg(long)]
+    pub kind: Option<String>,
     /// Sampling rate in Hz of text and JFR formats (CPU and wall values are
     /// scaled to nanoseconds by 1e9 / rate).
     #[arg(long = "sample-rate", default_value_t = 100)]
@@ -433,7 +434,8 @@ async fn upload_file(
         }
         Detected::Other(format) => {
             let kind = match format {
-                FileFormat::Folded | FileFormat::Speedscope => Some(args.kind.as_str()),
+                FileFormat::Folded => Some(args.kind.as_deref().unwrap_or("cpu")),
+                FileFormat::Speedscope => args.kind.as_deref(),
                 _ => None,
             };
             query.push(("name", app_name(&args.service, kind, labels)));

@@ -320,6 +320,44 @@ async fn upload_query_and_blocks_tools() {
         Some(total_of(&go, "cpu"))
     );
 
+    // JFR (sent inflated as the `jfr` part of a form) and speedscope. The
+    // JFR's CPU total is the largest of Pyroscope's expected pprofs for
+    // this recording (the others are per-thread subsets).
+    let jfr = testdata("jfr/pyroscope/dump1.jfr.gz");
+    let out = kiln_ok(&[
+        "upload",
+        "--url",
+        url,
+        "--service",
+        "jvm",
+        jfr.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(summary_field(&out, "profiles"), "1", "{out}");
+    let mut expected_jfr = 0;
+    for entry in std::fs::read_dir(testdata("jfr/pyroscope")).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        if name.starts_with("dump1.jfr.gz.process_cpu_cpu_nanoseconds_cpu_nanoseconds.") {
+            let t = total_of(&read_testdata(&format!("jfr/pyroscope/{name}")), "cpu");
+            expected_jfr = expected_jfr.max(t);
+        }
+    }
+    let jvm: serde_json::Value =
+        serde_json::from_str(&query("json", format!("{CPU}{{service_name=\"jvm\"}}")).await)
+            .unwrap();
+    assert_eq!(jvm["flamebearer"]["numTicks"].as_i64(), Some(expected_jfr));
+    let ss = testdata("speedscope/simple.speedscope.json");
+    let out = kiln_ok(&[
+        "upload",
+        "--url",
+        url,
+        "--service",
+        "ss",
+        ss.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(summary_field(&out, "profiles"), "1", "{out}");
+
     // Failures: a file the server refuses and a named non-profile make the
     // exit code non-zero and are counted.
     let bad = dir.path().join("bad.folded");
