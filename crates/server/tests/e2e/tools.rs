@@ -549,3 +549,65 @@ async fn bench_ingest_and_query_quick_runs() {
 
     server.stop().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tools_send_the_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Kiln::start_with_env(
+        &Kiln::binary(),
+        dir.path(),
+        &[],
+        &[("KILN_MULTITENANCY__ENABLED", "true")],
+    )
+    .unwrap();
+    let url = server.http.as_str();
+    let file = testdata("pprof/cpu.pb.gz");
+    let file = file.to_str().unwrap();
+    let expected = total_of(&read_testdata("pprof/cpu.pb.gz"), "cpu");
+
+    // Without a tenant the server refuses the upload.
+    let r = kiln(&["upload", "--url", url, "--service", "mt", file]).await;
+    assert!(!r.ok && r.stderr.contains("HTTP 401"), "{}", r.stderr);
+    kiln_ok(&[
+        "upload",
+        "--url",
+        url,
+        "--tenant",
+        "team-a",
+        "--service",
+        "mt",
+        file,
+    ])
+    .await;
+
+    let sel = format!("{CPU}{{service_name=\"mt\"}}");
+    let ticks = |out: String| -> i64 {
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["flamebearer"]["numTicks"].as_i64().unwrap()
+    };
+    let a = kiln_ok(&[
+        "query", "--url", url, "--tenant", "team-a", "--output", "json", &sel,
+    ])
+    .await;
+    assert_eq!(ticks(a), expected);
+    let b = kiln_ok(&[
+        "query", "--url", url, "--tenant", "team-b", "--output", "json", &sel,
+    ])
+    .await;
+    assert_eq!(ticks(b), 0);
+    let ls = kiln_ok(&[
+        "blocks",
+        "ls",
+        "--metastore",
+        &server.grpc,
+        "--tenant",
+        "team-a",
+    ])
+    .await;
+    assert!(
+        ls.lines()
+            .any(|l| l.contains(" team-a ") && l.ends_with(" mt")),
+        "{ls}"
+    );
+    server.stop().unwrap();
+}
