@@ -60,8 +60,13 @@ pub struct UploadArgs {
     /// scaled to nanoseconds by 1e9 / rate).
     #[arg(long = "sample-rate", default_value_t = 100)]
     pub sample_rate: u32,
-    /// Uploads in flight at once.
-    #[arg(long, default_value_t = 4)]
+    /// Agent kind sent as `spyName` (e.g. dotnetspy, pyspy, gospy), which
+    /// turns on the server's per-agent fix-ups.
+    #[arg(long = "spy-name")]
+    pub spy_name: Option<String>,
+    /// Uploads in flight at once (each waits for the server's flush, about
+    /// a second by default).
+    #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
     /// Files or directories (walked recursively).
     #[arg(required = true, value_name = "PATH")]
@@ -404,6 +409,9 @@ async fn upload_file(
         TimeMode::Keep => mtime_ns(path).unwrap_or_else(now_ns),
     };
     let mut query: Vec<(&str, String)> = Vec::new();
+    if let Some(spy) = &args.spy_name {
+        query.push(("spyName", spy.clone()));
+    }
     match detected {
         Detected::Pprof(mut profile) => {
             let ns = match time {
