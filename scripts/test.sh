@@ -29,6 +29,9 @@ else
   cargo test --workspace --locked
 fi
 
+echo "== deployment checks: Helm chart, deploy/kubernetes, compose, config examples (deploy/tests)"
+./deploy/tests/run.sh
+
 echo "== benches, each run once (criterion test mode, debug build)"
 cargo test -p kiln-benches --benches --locked
 
