@@ -10,12 +10,15 @@
 pub mod attime;
 pub mod error;
 pub mod flamegraph;
+pub mod function_table;
 pub mod labels;
 pub mod profile_type;
+pub mod sandwich;
 pub mod selector;
 pub mod tenant;
 pub mod timeseries;
 pub mod tree;
+pub mod truncation;
 
 pub use error::{ErrorCode, HasErrorCode, ModelError};
 pub use flamegraph::{FlameGraph, FlameGraphDiff};
