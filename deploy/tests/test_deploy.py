@@ -655,6 +655,14 @@ def test_example_app_agent_pushes_profiles_grafana_can_query(tmp_path):
             time.sleep(0.5)
         assert any("fibonacci" in n for n in names), names[:50]
         assert any("handle_request" in n for n in names), names[:50]
+        # The other calls behind the dashboard: the profile-type picker and
+        # the time-series panel.
+        types = http_json(url + "/querier.v1.QuerierService/ProfileTypes",
+                          {"start": query["start"], "end": query["end"]})
+        assert query["profileTypeID"] in [t["ID"] for t in types["profileTypes"]], types
+        series = http_json(url + "/querier.v1.QuerierService/SelectSeries",
+                           {**query, "groupBy": [], "step": 15.0})["series"]
+        assert series and sum(float(p["value"]) for p in series[0]["points"]) > 0, series
     finally:
         kiln.send_signal(signal.SIGTERM)
         try:
