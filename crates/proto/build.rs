@@ -17,6 +17,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "querier/v1/querier.proto",
         "kiln/ingester/v1/ingester.proto",
         "kiln/metastore/v1/metastore.proto",
+        "kiln/querier/v1/tasks.proto",
         "kiln/block/v1/block.proto",
         "opentelemetry/proto/common/v1/common.proto",
         "opentelemetry/proto/resource/v1/resource.proto",

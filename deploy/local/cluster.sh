@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs a local Kiln cluster of separate processes on loopback:
-# 3 metastores (raft), 2 distributors, 3 ingesters and 1 querier, sharing one
-# object store (a directory, or S3 when KILN_STORAGE__* variables say so).
+# 3 metastores (raft), 2 distributors, 3 ingesters, 2 queriers, a
+# query-frontend (spreads every merge query over the queriers) and a
+# compactor, sharing one object store (a directory, or S3 when
+# KILN_STORAGE__* variables say so).
 #
 #   deploy/local/cluster.sh start --base-port 20000 --data-dir /tmp/kiln-cluster [--bin PATH]
 #   deploy/local/cluster.sh stop --data-dir /tmp/kiln-cluster
@@ -12,7 +14,7 @@
 # and the exact command of each node to DIR/cmd/<node>.sh.
 set -euo pipefail
 
-usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 
 cmd="${1:-}"; [ -n "$cmd" ] || usage; shift
 base_port=""; data_dir=""; bin="${KILN_BIN:-}"; node=""
@@ -59,7 +61,7 @@ start)
   [ -x "$bin" ] || { echo "kiln binary not found: build it (cargo build --release) or pass --bin" >&2; exit 1; }
   mkdir -p "$data_dir"/{logs,pids,cmd,blocks}
   data_dir="$(cd "$data_dir" && pwd)"
-  nodes=(metastore-1 metastore-2 metastore-3 distributor-1 distributor-2 ingester-1 ingester-2 ingester-3 querier-1)
+  nodes=(metastore-1 metastore-2 metastore-3 distributor-1 distributor-2 ingester-1 ingester-2 ingester-3 querier-1 querier-2 query-frontend-1 compactor-1)
   peers="" ; addrs=""
   for i in 1 2 3; do
     g=$((base_port + 2 * (i - 1) + 1))
@@ -91,7 +93,9 @@ CMD
   for name in "${nodes[@]}"; do wait_ready "$name" "$(cat "$data_dir/pids/$name.http")"; done
   echo "push: http://127.0.0.1:$(cat "$data_dir/pids/distributor-1.http")"
   echo "push: http://127.0.0.1:$(cat "$data_dir/pids/distributor-2.http")"
-  echo "query: http://127.0.0.1:$(cat "$data_dir/pids/querier-1.http")"
+  echo "query: http://127.0.0.1:$(cat "$data_dir/pids/query-frontend-1.http")"
+  echo "querier: http://127.0.0.1:$(cat "$data_dir/pids/querier-1.http")"
+  echo "querier: http://127.0.0.1:$(cat "$data_dir/pids/querier-2.http")"
   ;;
 stop)
   [ -d "$data_dir/pids" ] || exit 0

@@ -458,6 +458,34 @@ impl Client {
         self.send(self.http.get(format!("{}{path}", self.base)).query(query))
             .await
     }
+
+    /// The sum of the samples of a Prometheus metric on `/metrics` whose
+    /// line starts with `series` (a metric name, optionally with the start of
+    /// its label set, e.g. `kiln_querier_query_duration_seconds_count{method="MergeTasks"`).
+    pub async fn metric(&self, series: &str) -> Result<f64> {
+        let r = self.get("/metrics", &[]).await?;
+        if r.status != 200 {
+            bail!("/metrics answered {}", r.status);
+        }
+        let mut sum = 0.0;
+        for line in r.text().lines().filter(|l| !l.starts_with('#')) {
+            let Some(rest) = line.strip_prefix(series) else {
+                continue;
+            };
+            // The name must end here: `foo` must not match `foo_total`.
+            if !(rest.starts_with(' ')
+                || rest.starts_with('{')
+                || rest.starts_with(',')
+                || rest.starts_with('}'))
+            {
+                continue;
+            }
+            if let Some(v) = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) {
+                sum += v;
+            }
+        }
+        Ok(sum)
+    }
 }
 
 /// Decodes flamebearer-style levels (4-tuples, delta-encoded offsets) into
@@ -575,8 +603,10 @@ pub struct Cluster {
     pub dir: PathBuf,
     /// Base URLs of the distributors.
     pub push: Vec<String>,
-    /// Base URL of the querier.
+    /// Base URL of the query API (the query-frontend).
     pub query: String,
+    /// Base URLs of the queriers (`querier-1`, `querier-2`).
+    pub queriers: Vec<String>,
     /// gRPC addresses of the metastore replicas (index 0 = metastore-1).
     pub metastores: Vec<String>,
     stopped: bool,
@@ -586,7 +616,7 @@ impl Cluster {
     /// Starts the cluster in `dir` with `bin`; `env` is passed to every node.
     pub fn start(bin: &Path, dir: &Path, env: &[(&str, &str)]) -> Result<Cluster> {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/local/cluster.sh");
-        let base = free_port_range(18);
+        let base = free_port_range(24);
         let out = Command::new("bash")
             .arg(&script)
             .args(["start", "--base-port", &base.to_string(), "--data-dir"])
@@ -608,7 +638,11 @@ impl Cluster {
         }
         let mut push = Vec::new();
         let mut query = String::new();
+        let mut queriers = Vec::new();
         for line in stdout.lines() {
+            if let Some(u) = line.strip_prefix("querier: ") {
+                queriers.push(u.trim().to_owned());
+            }
             if let Some(u) = line.strip_prefix("push: ") {
                 push.push(u.trim().to_owned());
             } else if let Some(u) = line.strip_prefix("query: ") {
@@ -623,6 +657,7 @@ impl Cluster {
             dir: dir.to_owned(),
             push,
             query,
+            queriers,
             metastores,
             stopped: false,
         })

@@ -19,6 +19,8 @@ use kiln_proto::kiln::metastore::v1::{
     PurgeTombstonesResponse, QueryBlocksRequest, QueryBlocksResponse, RenewLeaseRequest,
     RenewLeaseResponse, StatusRequest, StatusResponse,
 };
+use kiln_proto::kiln::querier::v1::task_service_client::TaskServiceClient;
+use kiln_proto::kiln::querier::v1::{MergeTasksRequest, MergeTasksResponse};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::status::error_code;
@@ -354,6 +356,56 @@ impl IngesterClients {
             .map(tonic::Response::into_inner)
             .map_err(|status| ClientError::Call {
                 method: "Push",
+                addr: addr.to_owned(),
+                status,
+            })
+    }
+}
+
+/// Clients of other queriers' task service, one channel per address.
+#[derive(Debug)]
+pub struct QuerierClients {
+    timeout: Duration,
+    clients: Mutex<HashMap<String, TaskServiceClient<Channel>>>,
+}
+
+impl QuerierClients {
+    /// A pool whose calls time out after `timeout`.
+    pub fn new(timeout: Duration) -> Self {
+        QuerierClients {
+            timeout,
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn client(&self, addr: &str) -> Result<TaskServiceClient<Channel>, ClientError> {
+        let mut clients = self
+            .clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(c) = clients.get(addr) {
+            return Ok(c.clone());
+        }
+        let channel = endpoint(addr, self.timeout)?.connect_lazy();
+        let c = TaskServiceClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        clients.insert(addr.to_owned(), c.clone());
+        Ok(c)
+    }
+
+    /// Asks the querier at `addr` to merge a share of a query's pieces.
+    pub async fn merge_tasks(
+        &self,
+        addr: &str,
+        request: MergeTasksRequest,
+    ) -> Result<MergeTasksResponse, ClientError> {
+        let mut c = self.client(addr)?;
+        c.merge_tasks(request)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|status| ClientError::Call {
+                method: "MergeTasks",
                 addr: addr.to_owned(),
                 status,
             })

@@ -12,6 +12,6 @@ pub mod membership;
 pub mod ring;
 pub mod status;
 
-pub use clients::{ClientError, IngesterClients, MetastoreClient};
-pub use membership::{MetastoreRing, RingSource, StaticRing};
+pub use clients::{ClientError, IngesterClients, MetastoreClient, QuerierClients};
+pub use membership::{MemberList, MetastoreRing, RingSource, StaticRing};
 pub use ring::{Member, Ring, shard_for};

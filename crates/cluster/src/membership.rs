@@ -133,3 +133,74 @@ impl RingSource for MetastoreRing {
         )
     }
 }
+
+/// The live members of one role (e.g. the queriers a query is spread over),
+/// refreshed from the metastore's registrations.
+#[derive(Debug)]
+pub struct MemberList {
+    client: MetastoreClient,
+    role: String,
+    member_timeout: Duration,
+    members: RwLock<Arc<Vec<Member>>>,
+}
+
+impl MemberList {
+    /// A list of the members with `role`, read through `client`.
+    pub fn new(client: MetastoreClient, role: &str, member_timeout: Duration) -> Arc<Self> {
+        Arc::new(MemberList {
+            client,
+            role: role.to_owned(),
+            member_timeout,
+            members: RwLock::new(Arc::new(Vec::new())),
+        })
+    }
+
+    /// Reloads the list; returns the number of live members.
+    pub async fn refresh(&self) -> Result<usize, ClientError> {
+        let resp = self.client.members(&self.role).await?;
+        let timeout = self.member_timeout.as_millis() as i64;
+        let mut members: Vec<Member> = resp
+            .members
+            .into_iter()
+            .filter(|m| resp.now - m.last_heartbeat <= timeout)
+            .map(|m| Member {
+                id: m.id,
+                addr: m.addr,
+            })
+            .collect();
+        members.sort_by(|a, b| a.id.cmp(&b.id));
+        let n = members.len();
+        let mut current = self
+            .members
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if **current != members {
+            tracing::info!(role = %self.role, members = ?members.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), "members changed");
+        }
+        *current = Arc::new(members);
+        Ok(n)
+    }
+
+    /// Refreshes every `interval` until `shutdown`.
+    pub async fn run(self: Arc<Self>, interval: Duration, shutdown: CancellationToken) {
+        loop {
+            if let Err(e) = self.refresh().await {
+                tracing::warn!(role = %self.role, error = %e, "cannot refresh the member list");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    /// The live members as last read.
+    pub fn members(&self) -> Arc<Vec<Member>> {
+        Arc::clone(
+            &self
+                .members
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+}

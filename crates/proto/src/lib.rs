@@ -61,6 +61,11 @@ pub mod kiln {
             tonic::include_proto!("kiln.block.v1");
         }
     }
+    pub mod querier {
+        pub mod v1 {
+            tonic::include_proto!("kiln.querier.v1");
+        }
+    }
 }
 
 pub mod opentelemetry {

@@ -23,6 +23,10 @@ pub struct QuerierConfig {
     /// How long a query may run.
     #[serde(with = "humantime_serde")]
     pub query_timeout: Duration,
+    /// A merge query with at least this many pieces (block reads) is spread
+    /// over every live querier; smaller ones are read by the querier that
+    /// received them. A query-frontend always spreads.
+    pub spread_min_pieces: usize,
 }
 
 impl Default for QuerierConfig {
@@ -34,6 +38,7 @@ impl Default for QuerierConfig {
             cache_size: ByteSize::mib(256),
             block_concurrency: 8,
             query_timeout: Duration::from_secs(120),
+            spread_min_pieces: 16,
         }
     }
 }

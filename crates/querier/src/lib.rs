@@ -14,6 +14,7 @@
 
 mod cache;
 pub mod config;
+mod distribute;
 pub mod error;
 pub mod metrics;
 mod plan;
@@ -22,6 +23,7 @@ mod querier;
 mod scan;
 
 pub use config::QuerierConfig;
+pub use distribute::Peers;
 pub use error::{QuerierError, Result};
 pub use metrics::QuerierMetrics;
 pub use querier::{Querier, TreeQuery};

@@ -24,6 +24,10 @@ pub struct QuerierMetrics {
     pub cache_hits: Counter,
     /// Cache misses.
     pub cache_misses: Counter,
+    /// Shares of queries answered by other queriers.
+    pub remote_shares: Counter,
+    /// Shares other queriers failed (then read locally).
+    pub remote_share_failures: Counter,
 }
 
 impl QuerierMetrics {
@@ -36,6 +40,8 @@ impl QuerierMetrics {
             blocks_read: Counter::default(),
             cache_hits: Counter::default(),
             cache_misses: Counter::default(),
+            remote_shares: Counter::default(),
+            remote_share_failures: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("kiln_querier");
         r.register(
@@ -57,6 +63,16 @@ impl QuerierMetrics {
             "cache_misses",
             "Misses of the block series/symbol cache",
             m.cache_misses.clone(),
+        );
+        r.register(
+            "remote_shares",
+            "Shares of merge queries answered by other queriers",
+            m.remote_shares.clone(),
+        );
+        r.register(
+            "remote_share_failures",
+            "Shares other queriers failed to answer (then read locally)",
+            m.remote_share_failures.clone(),
         );
         m
     }

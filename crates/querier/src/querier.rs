@@ -11,12 +11,16 @@ use kiln_model::timeseries::Buckets;
 use kiln_model::{FlameGraph, FlameGraphDiff, ProfileType, Selector, StackTree, TenantId};
 use kiln_proto::google::v1::Profile;
 use kiln_proto::kiln::metastore::v1::{BlockMeta, QueryBlocksRequest};
+use kiln_proto::kiln::querier::v1 as kq;
 use kiln_proto::querier::v1 as q;
 use kiln_proto::types::v1 as t;
 use kiln_storage::{BlockReader, PartitionSymbols, SeriesRow};
 use object_store::ObjectStore;
 
 use crate::cache::Cache;
+use crate::distribute::{
+    MAX_REMOTE_TREE_NODES, Peers, Task, mode_from_proto, mode_to_proto, split,
+};
 use crate::plan::{full_labels, matches_all, pinned_services, plan_ranges, series_label};
 use crate::pprof_out::tree_to_pprof;
 use crate::scan::{SampleFilter, Scanner};
@@ -54,6 +58,9 @@ pub struct Querier {
     readers: Cache<String, BlockReader>,
     series: Cache<String, Vec<SeriesRow>>,
     symbols: Cache<(String, u32), PartitionSymbols>,
+    peers: Option<Peers>,
+    local_share: bool,
+    turn: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for Querier {
@@ -105,7 +112,19 @@ impl Querier {
             metastore,
             store,
             metrics,
+            peers: None,
+            local_share: true,
+            turn: std::sync::atomic::AtomicUsize::new(0),
         })
+    }
+
+    /// Spreads merge queries over `peers`. With `local_share` this node
+    /// reads a share itself (a querier); without it (a query-frontend) it
+    /// reads only when no other querier is alive.
+    pub fn with_peers(mut self, peers: Peers, local_share: bool) -> Self {
+        self.peers = Some(peers);
+        self.local_share = local_share;
+        self
     }
 
     fn observe(&self, method: &str, started: Instant) {
@@ -339,25 +358,174 @@ impl Querier {
             .await?;
         let timeout = self.config.query_timeout;
         let tasks = plan_tasks(&blocks, start_ns, end_ns + 1, i64::MAX);
-        let work = stream::iter(tasks)
-            .map(|(b, range)| async move { self.block_tree(&b, query, mode, range).await })
-            .buffer_unordered(self.config.block_concurrency)
-            .try_fold(StackTree::new(), |mut acc, t| async move {
-                if acc.node_count() < t.node_count() {
-                    let mut t = t;
-                    t.merge(&acc);
-                    return Ok(t);
-                }
-                acc.merge(&t);
-                Ok(acc)
-            });
-        let mut tree = tokio::time::timeout(timeout, work)
+        let mut tree = tokio::time::timeout(timeout, self.run_spread(query, mode, tasks))
             .await
             .map_err(|_| QuerierError::Timeout(timeout))??;
         if !query.call_site.is_empty() {
             tree = select_call_site(&tree, &query.call_site);
         }
         Ok(tree)
+    }
+
+    /// Merges the pieces of a query, spread over the live queriers when
+    /// there are enough pieces.
+    async fn run_spread(
+        &self,
+        query: &TreeQuery,
+        mode: FrameMode,
+        tasks: Vec<Task>,
+    ) -> Result<StackTree> {
+        let mut remotes = self.peers.as_ref().map(Peers::remotes).unwrap_or_default();
+        if !remotes.is_empty() {
+            // Start at a different querier each time, so that queries of
+            // fewer pieces than queriers still spread.
+            let turn = self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let n = remotes.len();
+            remotes.rotate_left(turn % n);
+        }
+        let spread = !remotes.is_empty()
+            && (!self.local_share || tasks.len() >= self.config.spread_min_pieces.max(2));
+        if !spread {
+            return self.run_tasks(query, mode, tasks).await;
+        }
+        let local = usize::from(self.local_share);
+        let shares = split(tasks, remotes.len() + local);
+        let futures = shares.into_iter().enumerate().map(|(i, share)| {
+            let remote = i.checked_sub(local).map(|r| &remotes[r]);
+            async move {
+                if share.is_empty() {
+                    return Ok(StackTree::new());
+                }
+                let Some(member) = remote else {
+                    return self.run_tasks(query, mode, share).await;
+                };
+                match self.run_remote(member, query, mode, &share).await {
+                    Ok(tree) => {
+                        self.metrics.remote_shares.inc();
+                        Ok(tree)
+                    }
+                    Err(e) => {
+                        self.metrics.remote_share_failures.inc();
+                        tracing::warn!(querier = %member.id, error = %e, pieces = share.len(), "a querier failed its share of a query; reading it here");
+                        self.run_tasks(query, mode, share).await
+                    }
+                }
+            }
+        });
+        let trees = futures::future::try_join_all(futures).await?;
+        Ok(merge_trees(trees))
+    }
+
+    /// Sends a share of a query to another querier.
+    async fn run_remote(
+        &self,
+        member: &kiln_cluster::Member,
+        query: &TreeQuery,
+        mode: FrameMode,
+        share: &[Task],
+    ) -> Result<StackTree> {
+        let peers = self
+            .peers
+            .as_ref()
+            .ok_or_else(|| QuerierError::Internal("no peers".into()))?;
+        let request = kq::MergeTasksRequest {
+            profile_type: query.profile_type.id(),
+            selector: query.selector.to_string(),
+            tasks: share
+                .iter()
+                .map(|(b, (s, e))| kq::Task {
+                    block: Some(b.clone()),
+                    start_ns: *s,
+                    end_ns: *e,
+                })
+                .collect(),
+            mode: mode_to_proto(mode) as i32,
+            has_span_ids: query.span_ids.is_some(),
+            span_ids: query.span_ids.clone().unwrap_or_default(),
+            has_profile_ids: query.profile_ids.is_some(),
+            profile_ids: query
+                .profile_ids
+                .iter()
+                .flatten()
+                .map(|id| id.to_vec())
+                .collect(),
+        };
+        let resp = peers
+            .clients()
+            .merge_tasks(&member.addr, request)
+            .await
+            .map_err(|e| QuerierError::Internal(e.to_string()))?;
+        let tree = StackTree::decode_tree_bytes(&resp.tree, MAX_REMOTE_TREE_NODES)
+            .map_err(|e| QuerierError::Internal(format!("tree from {}: {e}", member.id)))?;
+        if tree.total() != resp.total {
+            return Err(QuerierError::Internal(format!(
+                "tree from {} sums to {}, it said {}",
+                member.id,
+                tree.total(),
+                resp.total
+            )));
+        }
+        Ok(tree)
+    }
+
+    /// Reads and merges pieces on this node.
+    async fn run_tasks(
+        &self,
+        query: &TreeQuery,
+        mode: FrameMode,
+        tasks: Vec<Task>,
+    ) -> Result<StackTree> {
+        stream::iter(tasks)
+            .map(|(b, range)| async move { self.block_tree(&b, query, mode, range).await })
+            .buffer_unordered(self.config.block_concurrency)
+            .try_fold(StackTree::new(), |acc, t| async move {
+                Ok(merge_trees([acc, t]))
+            })
+            .await
+    }
+
+    /// `kiln.querier.v1.TaskService/MergeTasks`: merges a share of another
+    /// node's query. The caller has already checked the tenant: every piece
+    /// names its block, and the block its tenant.
+    pub async fn merge_tasks(&self, req: kq::MergeTasksRequest) -> Result<kq::MergeTasksResponse> {
+        let started = Instant::now();
+        let profile_type = ProfileType::parse(&req.profile_type)?;
+        let selector = Selector::parse(&req.selector)?;
+        let mut profile_ids = Vec::with_capacity(req.profile_ids.len());
+        for id in &req.profile_ids {
+            let id: [u8; 16] = id.as_slice().try_into().map_err(|_| {
+                QuerierError::InvalidRequest(format!("profile id of {} bytes", id.len()))
+            })?;
+            profile_ids.push(id);
+        }
+        let query = TreeQuery {
+            profile_type,
+            selector,
+            start_ms: 0,
+            end_ms: 0,
+            call_site: Vec::new(),
+            span_ids: req.has_span_ids.then_some(req.span_ids),
+            profile_ids: req.has_profile_ids.then_some(profile_ids),
+        };
+        let mut tasks = Vec::with_capacity(req.tasks.len());
+        for t in req.tasks {
+            let block = t
+                .block
+                .ok_or_else(|| QuerierError::InvalidRequest("a task without its block".into()))?;
+            tasks.push((block, (t.start_ns, t.end_ns)));
+        }
+        let timeout = self.config.query_timeout;
+        let tree = tokio::time::timeout(
+            timeout,
+            self.run_tasks(&query, mode_from_proto(req.mode), tasks),
+        )
+        .await
+        .map_err(|_| QuerierError::Timeout(timeout))??;
+        self.observe("MergeTasks", started);
+        Ok(kq::MergeTasksResponse {
+            total: tree.total(),
+            tree: tree.encode_tree_bytes(0),
+        })
     }
 
     fn tree_query(
@@ -919,12 +1087,20 @@ impl Querier {
 /// The (block, inclusive time range) pairs that answer `[start, end)`:
 /// per tenant, the coarsest roll-up tier that holds each part exactly and
 /// raw blocks for the rest (see [`plan_ranges`]).
-fn plan_tasks(
-    blocks: &[BlockMeta],
-    start: i64,
-    end: i64,
-    max_resolution: i64,
-) -> Vec<(BlockMeta, (i64, i64))> {
+/// Merges trees into the largest one (fewest node insertions).
+fn merge_trees(trees: impl IntoIterator<Item = StackTree>) -> StackTree {
+    let mut trees: Vec<StackTree> = trees.into_iter().collect();
+    let Some(largest) = (0..trees.len()).max_by_key(|i| trees[*i].node_count()) else {
+        return StackTree::new();
+    };
+    let mut acc = trees.swap_remove(largest);
+    for t in &trees {
+        acc.merge(t);
+    }
+    acc
+}
+
+fn plan_tasks(blocks: &[BlockMeta], start: i64, end: i64, max_resolution: i64) -> Vec<Task> {
     let mut by_tenant: BTreeMap<&str, Vec<BlockMeta>> = BTreeMap::new();
     for b in blocks {
         by_tenant

@@ -54,7 +54,7 @@ impl Default for LogConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Roles to run: `all` or a comma list of distributor, ingester,
-    /// querier, metastore.
+    /// querier, metastore, compactor, query-frontend.
     pub target: String,
     /// Address of the HTTP listener (UI, ingest and query APIs).
     pub http_addr: String,

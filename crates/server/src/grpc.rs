@@ -8,6 +8,8 @@ use kiln_cluster::status::to_status;
 use kiln_distributor::Distributor;
 use kiln_model::{ErrorCode, TenantId};
 use kiln_proto::google::v1::Profile;
+use kiln_proto::kiln::querier::v1 as kq;
+use kiln_proto::kiln::querier::v1::task_service_server::TaskService;
 use kiln_proto::push::v1::pusher_service_server::PusherService;
 use kiln_proto::push::v1::{PushRequest, PushResponse};
 use kiln_proto::querier::v1 as q;
@@ -245,5 +247,26 @@ impl QuerierService for QuerierGrpc {
             kiln_cluster::status::grpc_code(ErrorCode::NotFound),
             "SelectHeatmap is not supported",
         ))
+    }
+}
+
+/// `kiln.querier.v1.TaskService`: shares of other nodes' merge queries.
+#[derive(Debug, Clone)]
+pub struct TaskGrpc {
+    /// The querier.
+    pub querier: Arc<Querier>,
+}
+
+#[tonic::async_trait]
+impl TaskService for TaskGrpc {
+    async fn merge_tasks(
+        &self,
+        request: Request<kq::MergeTasksRequest>,
+    ) -> Result<Response<kq::MergeTasksResponse>, Status> {
+        self.querier
+            .merge_tasks(request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(|e| to_status(&e))
     }
 }

@@ -17,7 +17,8 @@ struct Cli {
     /// YAML configuration file.
     #[arg(long, global = true, env = "KILN_CONFIG")]
     config: Option<PathBuf>,
-    /// Roles to run: all, or a comma list of distributor, ingester, querier, metastore.
+    /// Roles to run: all, or a comma list of distributor, ingester, querier, metastore,
+    /// compactor, query-frontend.
     #[arg(long)]
     target: Option<String>,
     /// HTTP listen address (UI, ingest and query APIs).

@@ -20,16 +20,20 @@ pub enum Target {
     Metastore,
     /// Compaction, roll-ups, retention.
     Compactor,
+    /// Query API that spreads every merge query over the queriers (reads
+    /// blocks itself only when no querier is alive).
+    QueryFrontend,
 }
 
 impl Target {
     /// Every role, in display order.
-    pub const ALL: [Target; 5] = [
+    pub const ALL: [Target; 6] = [
         Target::Distributor,
         Target::Ingester,
         Target::Querier,
         Target::Metastore,
         Target::Compactor,
+        Target::QueryFrontend,
     ];
 
     /// The role's name on the command line.
@@ -40,6 +44,7 @@ impl Target {
             Target::Querier => "querier",
             Target::Metastore => "metastore",
             Target::Compactor => "compactor",
+            Target::QueryFrontend => "query-frontend",
         }
     }
 }
@@ -108,6 +113,7 @@ fn target_modules(t: Target) -> &'static [Module] {
         Target::Querier => &[Module::Querier, Module::Server],
         Target::Metastore => &[Module::Metastore, Module::Server],
         Target::Compactor => &[Module::Compactor, Module::Server],
+        Target::QueryFrontend => &[Module::Querier, Module::Server],
     }
 }
 
@@ -182,7 +188,9 @@ mod tests {
     #[test]
     fn all_is_the_union_of_the_roles() {
         let all = Targets::parse("all").unwrap();
-        let union = Targets::parse("distributor,ingester,querier,metastore,compactor").unwrap();
+        let union =
+            Targets::parse("distributor,ingester,querier,metastore,compactor,query-frontend")
+                .unwrap();
         assert_eq!(all, union);
         assert_eq!(all.modules(), Module::ALL.to_vec());
         assert_eq!(

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use kiln_cluster::membership::heartbeat_loop;
-use kiln_cluster::{IngesterClients, MetastoreClient, MetastoreRing, RingSource};
+use kiln_cluster::{
+    IngesterClients, MemberList, MetastoreClient, MetastoreRing, QuerierClients, RingSource,
+};
 use kiln_compactor::{Compactor, CompactorMetrics};
 use kiln_distributor::{Distributor, DistributorMetrics};
 use kiln_ingester::grpc::IngesterGrpc;
@@ -18,10 +20,11 @@ use kiln_proto::kiln::ingester::v1::ingester_service_server::IngesterServiceServ
 use kiln_proto::kiln::metastore::v1::Member;
 use kiln_proto::kiln::metastore::v1::metastore_service_server::MetastoreServiceServer;
 use kiln_proto::kiln::metastore::v1::raft_service_server::RaftServiceServer;
+use kiln_proto::kiln::querier::v1::task_service_server::TaskServiceServer;
 use kiln_proto::opentelemetry::proto::collector::profiles::v1development::profiles_service_server::ProfilesServiceServer;
 use kiln_proto::push::v1::pusher_service_server::PusherServiceServer;
 use kiln_proto::querier::v1::querier_service_server::QuerierServiceServer;
-use kiln_querier::{Querier, QuerierMetrics};
+use kiln_querier::{Peers, Querier, QuerierMetrics};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -29,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::Config;
-use crate::grpc::{OtlpGrpc, PushGrpc, QuerierGrpc};
+use crate::grpc::{OtlpGrpc, PushGrpc, QuerierGrpc, TaskGrpc};
 use crate::http::{AppState, router};
 use crate::modules::{Module, Target, Targets};
 
@@ -159,13 +162,36 @@ pub async fn run(
         )),
         _ => None,
     };
-    let querier = match (has(Module::Querier), &store) {
-        (true, Some(store)) => Some(Arc::new(Querier::new(
-            config.querier.clone(),
+    // Queriers spread large merge queries over each other; a
+    // query-frontend spreads every one.
+    let querier_list = has(Module::Querier).then(|| {
+        MemberList::new(
             metastore_client.clone(),
-            Arc::clone(store),
-            QuerierMetrics::register(&mut registry),
-        )?)),
+            Target::Querier.name(),
+            config.metastore.member_timeout,
+        )
+    });
+    let querier = match (has(Module::Querier), &store) {
+        (true, Some(store)) => {
+            let q = Querier::new(
+                config.querier.clone(),
+                metastore_client.clone(),
+                Arc::clone(store),
+                QuerierMetrics::register(&mut registry),
+            )?;
+            let q = match &querier_list {
+                Some(list) => q.with_peers(
+                    Peers::new(
+                        Arc::clone(list),
+                        QuerierClients::new(config.querier.query_timeout),
+                        instance.clone(),
+                    ),
+                    targets.has(Target::Querier),
+                ),
+                None => q,
+            };
+            Some(Arc::new(q))
+        }
         _ => None,
     };
 
@@ -215,6 +241,18 @@ pub async fn run(
                 })
                 .max_decoding_message_size(config.limits.max_body_bytes)
             }))
+            .add_optional_service(
+                querier
+                    .as_ref()
+                    .filter(|_| targets.has(Target::Querier))
+                    .map(|q| {
+                        TaskServiceServer::new(TaskGrpc {
+                            querier: Arc::clone(q),
+                        })
+                        .max_decoding_message_size(MAX_GRPC_MESSAGE)
+                        .max_encoding_message_size(MAX_GRPC_MESSAGE)
+                    }),
+            )
             .add_optional_service(querier.as_ref().map(|q| {
                 QuerierServiceServer::new(QuerierGrpc {
                     querier: Arc::clone(q),
@@ -251,6 +289,9 @@ pub async fn run(
     ));
     if let Some(ring) = &ring {
         background.spawn(Arc::clone(ring).run(Duration::from_secs(2), background_stop.clone()));
+    }
+    if let Some(list) = &querier_list {
+        background.spawn(Arc::clone(list).run(Duration::from_secs(2), background_stop.clone()));
     }
 
     if let Some(c) = &compactor {

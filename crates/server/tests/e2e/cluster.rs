@@ -1,6 +1,8 @@
 //! The multi-process cluster (`deploy/local/cluster.sh`): 3 metastores,
-//! 2 distributors, 3 ingesters and a querier as separate `kiln` processes on
-//! loopback. The spine's cases give the same answers as `--target=all`, and
+//! 2 distributors, 3 ingesters, 2 queriers, a query-frontend and a compactor
+//! as separate `kiln` processes on loopback. The spine's cases give the same
+//! answers as `--target=all` (with every merge spread over the queriers, and
+//! still after one of them is killed), and
 //! kill -9 of an ingester, the metastore leader and a distributor under load
 //! loses no acknowledged push.
 
@@ -22,6 +24,35 @@ async fn cluster_answers_like_a_single_process() {
     let push = Client::new(&cluster.push[0]);
     let query = Client::new(&cluster.query);
     let (expect, folded) = ingest_everything(&push).await;
+    check_everything(&query, &expect, &folded).await;
+    // The query-frontend spread every merge over the two queriers (it
+    // serves series and label queries itself) and merged their trees.
+    let shares = query
+        .metric("kiln_querier_remote_shares_total")
+        .await
+        .unwrap();
+    let mut merged_by = Vec::new();
+    for url in &cluster.queriers {
+        merged_by.push(
+            Client::new(url)
+                .metric(r#"kiln_querier_query_duration_seconds_count{method="MergeTasks""#)
+                .await
+                .unwrap(),
+        );
+    }
+    eprintln!("frontend: {shares} remote shares; MergeTasks per querier: {merged_by:?}");
+    assert_eq!(merged_by.len(), 2);
+    assert!(
+        merged_by.iter().all(|n| *n > 0.0),
+        "each querier merges shares: {merged_by:?}"
+    );
+    assert_eq!(
+        shares,
+        merged_by.iter().sum::<f64>(),
+        "every share the frontend sent was merged by a querier"
+    );
+    // A querier dies: its shares are read elsewhere and answers stay exact.
+    cluster.kill9("querier-2");
     check_everything(&query, &expect, &folded).await;
     // The second distributor takes pushes too.
     let r = Client::new(&cluster.push[1])
