@@ -18,6 +18,17 @@ pub enum FormatError {
         #[source]
         source: std::io::Error,
     },
+    /// A zstd stream could not be decompressed (corrupt, truncated, or its
+    /// window is larger than the decoder accepts).
+    #[error("decompress zstd: {source}")]
+    Zstd {
+        /// The decoder's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A body names a `Content-Encoding` Kiln does not decode.
+    #[error("unsupported content encoding {0:?}: use gzip, zstd or identity")]
+    UnsupportedEncoding(String),
     /// Compressing an output with gzip failed.
     #[error("compress gzip: {source}")]
     Compress {

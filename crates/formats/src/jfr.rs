@@ -97,7 +97,6 @@ mod symbols;
 mod tests;
 
 use std::borrow::Cow;
-use std::io::Read;
 
 use kiln_proto::google::v1::Profile;
 use prost::Message;
@@ -312,31 +311,20 @@ pub fn decode_labels_snapshot(bytes: &[u8], limit: usize) -> Result<LabelsSnapsh
 }
 
 /// Returns `data` itself, or its gzip decompression when it starts with
-/// the gzip magic, refusing anything larger than `limit` bytes. Inflation
-/// stops after `limit + 1` output bytes, so a bomb costs at most that much
-/// memory and time. `io_error` builds the error for a corrupt stream.
+/// the gzip magic, refusing anything larger than `limit` bytes, through
+/// [`crate::compress::decompress_bounded`] (a bomb costs at most `limit + 1`
+/// bytes of output). `io_error` builds the error for a corrupt stream.
 fn decompress_if_gzip<'a>(
     data: &'a [u8],
     limit: usize,
     what: &'static str,
     io_error: fn(std::io::Error) -> JfrError,
 ) -> Result<Cow<'a, [u8]>, JfrError> {
-    if !data.starts_with(&[0x1f, 0x8b]) {
-        if data.len() > limit {
-            return Err(JfrError::TooLarge { what, limit });
-        }
-        return Ok(Cow::Borrowed(data));
-    }
-    let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
-    let mut output = Vec::new();
-    flate2::read::MultiGzDecoder::new(data)
-        .take(cap)
-        .read_to_end(&mut output)
-        .map_err(io_error)?;
-    if output.len() > limit {
-        return Err(JfrError::TooLarge { what, limit });
-    }
-    Ok(Cow::Owned(output))
+    crate::compress::decompress_bounded(data, limit, what).map_err(|e| match e {
+        crate::FormatError::TooLarge { limit, what } => JfrError::TooLarge { what, limit },
+        crate::FormatError::Gzip { source } => io_error(source),
+        other => io_error(std::io::Error::other(other.to_string())),
+    })
 }
 
 /// Index of the chunk starting at `offset`, for error messages (the
