@@ -10,7 +10,8 @@ and environment are replaced by those addresses, `0.0.0.0` by the pod's
 address (its own network namespace), and the data volume by a temp dir.
 The bucket of microservices mode is a local s3s-fs (installed by .ci/run);
 single-binary mode keeps its default, the filesystem of its volume. A
-profile pushed to a distributor must then come back from a querier.
+profile pushed to a distributor must then come back from the query
+frontend and from a querier.
 """
 
 import json
@@ -171,13 +172,19 @@ def test_chart_rendering_runs_and_answers(mode, tmp_path):
         kinds = {pod_name: w["metadata"]["name"] for w, pod_name, _ in pods}
         if mode == "microservices":
             distributor = next(ip for _, p, ip in pods if kinds[p] == "kiln-distributor")
-            querier = next(ip for _, p, ip in pods if kinds[p] == "kiln-querier" and ip.endswith(".2"))
+            # Queries go to the query-frontends (Grafana's URL); the queriers
+            # answer them directly too.
+            queriers = [
+                next(ip for _, p, ip in pods if kinds[p] == "kiln-query-frontend" and ip.endswith(".2")),
+                next(ip for _, p, ip in pods if kinds[p] == "kiln-querier" and ip.endswith(".1")),
+            ]
             # Every metastore replica took the node id of its ordinal.
             for p in ("kiln-metastore-0", "kiln-metastore-1", "kiln-metastore-2"):
                 assert f"node_id={int(p[-1]) + 1}" in open(logs[p]).read(), tail(p)
         else:
             assert list(kinds.items()) == [("kiln-0", "kiln")]
-            distributor = querier = pods[0][2]
+            distributor = pods[0][2]
+            queriers = [distributor]
 
         status, _ = http(
             f"http://{distributor}:{http_port}/ingest?name=deploytest.cpu%7Benv%3Dchart%7D&from=now&until=now",
@@ -186,18 +193,19 @@ def test_chart_rendering_runs_and_answers(mode, tmp_path):
         assert status == 200
         query = urllib.parse.urlencode({"query": "deploytest.cpu{env=\"chart\"}", "from": "now-1h", "until": "now"})
 
-        def answered():
+        def answered(querier):
             _, body = http(f"http://{querier}:{http_port}/pyroscope/render?{query}")
             flamebearer = json.loads(body)["flamebearer"]
             # 40 samples at the default 100 Hz, reported in nanoseconds.
             return flamebearer["numTicks"] == 40 * 10_000_000 and "render_page" in flamebearer["names"]
 
-        try:
-            wait_for("the pushed profile at a querier", answered, timeout=30)
-        except BaseException:
-            print(http(f"http://{querier}:{http_port}/pyroscope/render?{query}")[1][:1000])
-            print("\n".join(tail(p) for p in logs))
-            raise
+        for querier in queriers:
+            try:
+                wait_for(f"the pushed profile at {querier}", lambda: answered(querier), timeout=30)
+            except BaseException:
+                print(http(f"http://{querier}:{http_port}/pyroscope/render?{query}")[1][:1000])
+                print("\n".join(tail(p) for p in logs))
+                raise
     finally:
         for _, proc in reversed(processes):
             if proc.poll() is None:

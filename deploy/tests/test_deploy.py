@@ -58,6 +58,7 @@ CASES = [
             "ingester": {"persistence": {"enabled": True}},
             "metastore": {"persistence": {"enabled": False}, "replicas": 1},
             "distributor": {"autoscaling": {"enabled": False}},
+            "queryFrontend": {"enabled": False},
             "serviceAccount": {"create": False, "name": "kiln-sa"},
             "imagePullSecrets": [{"name": "regcred"}],
         },
@@ -69,7 +70,7 @@ CASES = [
 ]
 CASE_IDS = [c[0] for c in CASES]
 
-COMPONENT_KEYS = ["singleBinary", "distributor", "ingester", "querier", "compactor", "metastore"]
+COMPONENT_KEYS = ["singleBinary", "distributor", "ingester", "querier", "queryFrontend", "compactor", "metastore"]
 
 
 @pytest.fixture(scope="session")
@@ -214,6 +215,7 @@ def test_microservices_mode_runs_each_role_separately(renderings):
     assert kinds == {
         "kiln-distributor": "Deployment",
         "kiln-querier": "Deployment",
+        "kiln-query-frontend": "Deployment",
         "kiln-compactor": "Deployment",
         "kiln-ingester": "StatefulSet",
         "kiln-metastore": "StatefulSet",
@@ -226,9 +228,11 @@ def test_microservices_mode_runs_each_role_separately(renderings):
     assert metastore["spec"]["podManagementPolicy"] == "Parallel"
     assert metastore["spec"]["volumeClaimTemplates"]
     hpas = {d["metadata"]["name"] for d in docs if d["kind"] == "HorizontalPodAutoscaler"}
-    assert hpas == {"kiln-distributor", "kiln-querier"}
+    assert hpas == {"kiln-distributor", "kiln-querier", "kiln-query-frontend"}
     pdbs = {d["metadata"]["name"] for d in docs if d["kind"] == "PodDisruptionBudget"}
-    assert pdbs == {"kiln-distributor", "kiln-querier", "kiln-ingester", "kiln-metastore"}
+    assert pdbs == {
+        "kiln-distributor", "kiln-querier", "kiln-query-frontend", "kiln-ingester", "kiln-metastore",
+    }
     headless = {
         d["metadata"]["name"]
         for d in docs
@@ -333,7 +337,9 @@ def test_notes_say_where_to_push_and_query():
     assert "http://kiln.kiln.svc.cluster.local:4040" in single
     micro = chart_render.notes({"mode": "microservices"})
     assert "http://kiln-distributor.kiln.svc.cluster.local:4040" in micro
-    assert "http://kiln-querier.kiln.svc.cluster.local:4040" in micro
+    assert "http://kiln-query-frontend.kiln.svc.cluster.local:4040" in micro
+    without_frontend = chart_render.notes({"mode": "microservices", "queryFrontend": {"enabled": False}})
+    assert "http://kiln-querier.kiln.svc.cluster.local:4040" in without_frontend
 
 
 # --- values and schema ------------------------------------------------------------
@@ -490,7 +496,7 @@ CONFIG_EXAMPLES = sorted((DEPLOY / "config").glob("*.yaml"))
 def test_config_examples_cover_single_and_microservices():
     names = {p.name for p in CONFIG_EXAMPLES}
     assert "single.yaml" in names
-    roles = {"metastore", "distributor", "ingester", "querier", "compactor"}
+    roles = {"metastore", "distributor", "ingester", "querier", "query-frontend", "compactor"}
     assert {f"microservices-{r}.yaml" for r in roles} <= names
 
 
