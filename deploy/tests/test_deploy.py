@@ -733,3 +733,25 @@ def test_readme_deploy_section_walks_from_helm_install_to_grafana():
         assert needed in section, needed
     for path in re.findall(r"`((?:deploy|helm)/[^`\s]+)`", section):
         assert (ROOT / path).exists(), f"README names {path}, which does not exist"
+
+
+def test_chart_defaults_agree_with_kiln_config_defaults():
+    """Values the chart writes into kiln.yaml by default must be Kiln's own
+    defaults (except where the chart means to differ: data_dir and the
+    S3 bucket name), so the two cannot drift apart."""
+    defaults = yaml.safe_load(
+        subprocess.run([kiln_bin(), "config", "defaults"], capture_output=True, text=True, check=True).stdout
+    )
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["kiln"]["log"] == defaults["log"]
+    assert values["multitenancy"] == defaults["multitenancy"]
+    assert values["ports"]["http"] == int(defaults["http_addr"].rsplit(":", 1)[1])
+    assert values["ports"]["grpc"] == int(defaults["grpc_addr"].rsplit(":", 1)[1])
+    s3 = values["storage"]["s3"]
+    assert s3["region"] == defaults["storage"]["s3"]["region"]
+    assert s3["forcePathStyle"] == defaults["storage"]["s3"]["force_path_style"]
+    assert s3["allowHttp"] == defaults["storage"]["s3"]["allow_http"]
+    # Every section a user may pass through kiln.config exists in Kiln.
+    for path in EXAMPLE_VALUES:
+        for section in (yaml.safe_load(path.read_text()).get("kiln", {}).get("config") or {}):
+            assert section in defaults, f"{path.name}: kiln.config.{section} is no Kiln setting"
