@@ -51,6 +51,7 @@ CASES = [
             "kiln": {
                 "secretEnv": {"KILN_EXAMPLE__TOKEN": "t"},
                 "existingSecret": "kiln-auth",
+                "files": {"overrides.yaml": "overrides:\n  tenant-a: {}\n"},
                 "extraArgs": ["--log.level=debug"],
             },
             "ingress": {"enabled": True, "tls": [{"hosts": ["kiln.example.com"], "secretName": "tls"}]},
@@ -300,6 +301,13 @@ def test_secret_holds_credentials_and_secret_env(renderings):
     )
 
 
+def test_extra_files_sit_next_to_kiln_yaml(renderings):
+    docs = [d for _, d in chart_render.documents(renderings["everything-on"])]
+    config_map = next(d for d in docs if d["kind"] == "ConfigMap")
+    assert sorted(config_map["data"]) == ["kiln.yaml", "overrides.yaml"]
+    assert yaml.safe_load(config_map["data"]["overrides.yaml"]) == {"overrides": {"tenant-a": {}}}
+
+
 def test_microservices_with_filesystem_storage_is_refused(chart):
     with pytest.raises(helm.HelmError, match="storage.backend"):
         chart_render.render({"mode": "microservices", "storage": {"backend": "filesystem"}}, chart)
@@ -370,6 +378,7 @@ def test_values_validate_against_the_schema(path, chart):
         {"storage": {"backend": "gcs"}},
         {"kiln": {"log": {"format": "xml"}}},
         {"ports": {"http": "4040"}},
+        {"kiln": {"files": {"kiln.yaml": "x"}}},
     ],
 )
 def test_schema_rejects_bad_values(bad, chart):
