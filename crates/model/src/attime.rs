@@ -86,7 +86,10 @@ fn yyyymmdd(s: &str) -> Option<i64> {
     if !(1..=12).contains(&m) || d < 1 || d > days_in_month(y, m) {
         return None;
     }
-    Some(days_from_civil(y, m, d) * 86_400 * NS_PER_SEC)
+    // Dates after 2262 do not fit i64 nanoseconds: not a date, then.
+    days_from_civil(y, m, d)
+        .checked_mul(86_400)?
+        .checked_mul(NS_PER_SEC)
 }
 
 fn days_in_month(y: i64, m: i64) -> i64 {
@@ -143,6 +146,25 @@ mod tests {
         assert!(parse_attime("yesterday", NOW).is_err());
         assert!(parse_attime("now-", NOW).is_err());
         assert!(parse_attime("99999999999999999999999", NOW).is_err());
+    }
+
+    #[test]
+    fn dates_past_2262_are_not_dates() {
+        // Found by the ingest_params fuzz target: `34000501` overflowed i64
+        // nanoseconds as a date (a panic in debug builds); it is Unix
+        // seconds instead, as any other digit string.
+        assert_eq!(
+            parse_attime("34000501", NOW).unwrap(),
+            34_000_501 * NS_PER_SEC
+        );
+        assert_eq!(
+            parse_attime("34__000501", NOW).unwrap(),
+            34_000_501 * NS_PER_SEC
+        );
+        assert_eq!(
+            parse_attime("22620411", NOW).unwrap(),
+            days_from_civil(2262, 4, 11) * 86_400 * NS_PER_SEC
+        );
     }
 
     #[test]

@@ -123,11 +123,33 @@ impl Matcher {
 impl fmt::Display for Matcher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if crate::labels::is_legacy_label_name(&self.name) {
-            write!(f, "{}{}{:?}", self.name, self.op, self.value)
+            f.write_str(&self.name)?;
         } else {
-            write!(f, "{:?}{}{:?}", self.name, self.op, self.value)
+            write_quoted(f, &self.name)?;
+        }
+        write!(f, "{}", self.op)?;
+        write_quoted(f, &self.value)
+    }
+}
+
+/// Writes `s` as a double-quoted string that [`Selector::parse`] reads back
+/// as `s` (Go escapes; Rust's `{:?}` would write `\u{82}`, which Go and this
+/// parser do not read).
+fn write_quoted(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
+    use fmt::Write;
+    f.write_char('"')?;
+    for c in s.chars() {
+        match c {
+            '"' => f.write_str("\\\"")?,
+            '\\' => f.write_str("\\\\")?,
+            '\n' => f.write_str("\\n")?,
+            '\t' => f.write_str("\\t")?,
+            '\r' => f.write_str("\\r")?,
+            c if c.is_control() => write!(f, "\\u{:04x}", u32::from(c))?,
+            c => f.write_char(c)?,
         }
     }
+    f.write_char('"')
 }
 
 /// A parsed selector: an optional metric name and a conjunction of matchers.
@@ -442,6 +464,22 @@ mod tests {
         assert_eq!(s.exact_values("x"), None);
         let s = Selector::parse(r#"{service_name="a", service_name="b"}"#).unwrap();
         assert_eq!(s.exact_values("service_name"), Some(vec![]));
+    }
+
+    #[test]
+    fn display_round_trips_control_characters_and_escapes() {
+        // Found by the selector fuzz target: `\x82` parsed as U+0082 and was
+        // printed as `\u{82}` (Rust's debug escape), which does not parse.
+        for text in [
+            r#"{__name__="process_cpu", env="a\"b\n\x82\u00e9"}"#,
+            r#"{"weird\tname"="\x00\x7f\\.\r", x=~"\\d+"}"#,
+        ] {
+            let s = Selector::parse(text).unwrap();
+            let printed = s.to_string();
+            assert_eq!(Selector::parse(&printed).unwrap(), s, "{printed}");
+        }
+        let s = Selector::parse(r#"{env="a\x82"}"#).unwrap();
+        assert_eq!(s.to_string(), r#"{env="a\u0082"}"#);
     }
 
     #[test]
