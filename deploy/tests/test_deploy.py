@@ -764,3 +764,29 @@ def test_chart_defaults_agree_with_kiln_config_defaults():
     for path in EXAMPLE_VALUES:
         for section in (yaml.safe_load(path.read_text()).get("kiln", {}).get("config") or {}):
             assert section in defaults, f"{path.name}: kiln.config.{section} is no Kiln setting"
+
+
+def test_image_and_chart_agree(renderings):
+    """The chart relies on the image: its user, its data directory, the
+    binary's path and a /bin/sh for the metastore's node-id command."""
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    runtime = dockerfile.rsplit("\nFROM ", 1)[1]
+    base = runtime.split()[0]
+    assert base.startswith("debian:"), f"the metastore command needs /bin/sh; {base} may lack it"
+    uid, gid = re.findall(r"^USER (\d+):(\d+)", runtime, re.M)[-1]
+    volume = json.loads(re.findall(r"^VOLUME (\[.*\])", runtime, re.M)[-1])
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["podSecurityContext"]["runAsUser"] == int(uid)
+    assert values["podSecurityContext"]["runAsGroup"] == int(gid)
+    docs = [d for _, d in chart_render.documents(renderings["microservices-defaults"])]
+    for d in docs:
+        if d["kind"] not in ("Deployment", "StatefulSet"):
+            continue
+        container = d["spec"]["template"]["spec"]["containers"][0]
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        assert [mounts["data"]] == volume, d["metadata"]["name"]
+        for part in container.get("command", []):
+            for binary in re.findall(r"/usr/local/bin/\w+", part):
+                assert f"/src/target/release/kiln {binary}" in dockerfile
+    config = yaml.safe_load(rendered_kiln_yaml(renderings["microservices-defaults"]))
+    assert [config["data_dir"]] == volume
