@@ -12,7 +12,7 @@
 # apart from the debug target dir), KILN_TESTDATA (shared test data),
 # OUT (default $CARGO_TARGET_DIR/bench-results), KILN_BIN (use this binary, no build),
 # INGEST_SECONDS (default 30),
-# CONCURRENCY (default "16 64 256": with a 1 s flush each request waits about a second, so throughput needs many in flight), MERGE_N (default 300).
+# COMPACT_WAIT (default 20 s idle before reading the index), CONCURRENCY (default "16 64 256": with a 1 s flush each request waits about a second, so throughput needs many in flight), MERGE_N (default 300).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -86,21 +86,39 @@ stop_server() {
 # Peak resident set size of the server so far, in KiB.
 peak_rss_kib() { awk '/VmHWM/ {print $2}' "/proc/$SERVER_PID/status"; }
 
+# CPU seconds (user + system) the server has used so far. Other processes
+# (the load generator, builds) share the cores, so throughput per server
+# CPU-second is the figure that does not depend on what else runs.
+server_cpu_s() {
+  awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$SERVER_PID/stat"
+}
+
 json_field() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
 log "ingest: kiln bench ingest for ${INGEST_SECONDS}s at concurrency $CONCURRENCY (push API, gzipped pprof, 1 s flush)"
-printf '%-6s %10s %12s %10s %9s %9s %9s %9s %7s %12s %12s %8s\n' \
-  conc profiles/s MB/s_uncomp MB/s/core p50_ms p90_ms p99_ms max_ms errors gzip_bytes disk_bytes rss_MiB | tee -a "$OUT/summary.txt"
+printf '%-6s %10s %12s %10s %9s %9s %9s %9s %7s %12s %12s %8s %8s %12s %6s\n' \
+  conc profiles/s MB/s_uncomp MB/s/core p50_ms p90_ms p99_ms max_ms errors gzip_bytes segment_bytes rss_MiB server_s MB/server_s load1 | tee -a "$OUT/summary.txt"
 for c in $CONCURRENCY; do
   data="$WORK/ingest-$c"
   start_server "$data"
   "$BIN" bench ingest --url "http://$HTTP" --duration "${INGEST_SECONDS}s" --concurrency "$c" \
     --services 4 --series 8 --variants 16 --stacks 1000 --json > "$OUT/ingest-c$c.json" || true
   rss=$(peak_rss_kib)
+  cpu=$(server_cpu_s)
+  load1=$(cut -d' ' -f1 /proc/loadavg)
+  # Segments written (level 0 objects; compacted sources stay on disk for
+  # the deletion delay), then what the index holds after COMPACT_WAIT s
+  # idle, during which the compactor (in --target=all) may merge segments.
+  disk=$("$BIN" blocks ls --data-dir "$data" | awk 'NF > 8 && $4 == "0" {s += $7} END {print s + 0}')
+  sleep "${COMPACT_WAIT:-20}"
+  "$BIN" blocks ls --metastore "$GRPC" > "$OUT/blocks-c$c.txt"
+  live=$(awk 'NF > 8 && $4 ~ /^[0-9]+$/ {s += $7} END {print s + 0}' "$OUT/blocks-c$c.txt")
+  levels=$(awk 'NF > 8 && $4 ~ /^[0-9]+$/ {n[$4]++} END {for (l in n) printf "L%s:%d ", l, n[l]}' "$OUT/blocks-c$c.txt")
+  echo "c=$c live blocks after ${COMPACT_WAIT:-20}s: $live bytes ($levels)" >> "$OUT/summary.txt"
+  echo "$live" > "$OUT/ingest-c$c.live"
   stop_server
-  disk=$(find "$data/blocks" -name '*.block' -printf '%s\n' | awk '{s+=$1} END {print s+0}')
   r=$(cat "$OUT/ingest-c$c.json")
-  printf '%-6s %10.1f %12.2f %10.2f %9.1f %9.1f %9.1f %9.1f %7s %12s %12s %8.0f\n' "$c" \
+  printf '%-6s %10.1f %12.2f %10.2f %9.1f %9.1f %9.1f %9.1f %7s %12s %12s %8.0f %8.1f %12.2f %6s\n' "$c" \
     "$(echo "$r" | json_field 'd["profiles_per_s"]')" \
     "$(echo "$r" | json_field 'd["mb_per_s"]')" \
     "$(echo "$r" | json_field "d['mb_per_s']/$(nproc)")" \
@@ -110,7 +128,8 @@ for c in $CONCURRENCY; do
     "$(echo "$r" | json_field 'd["latency_ms"]["max"]')" \
     "$(echo "$r" | json_field 'd["errors"]')" \
     "$(echo "$r" | json_field 'd["profile_bytes_sent"]')" \
-    "$disk" "$(echo "$rss / 1024" | bc -l)" | tee -a "$OUT/summary.txt"
+    "$disk" "$(echo "$rss / 1024" | bc -l)" "$cpu" \
+    "$(echo "$r" | json_field "d['uncompressed_bytes']/1e6/$cpu")" "$load1" | tee -a "$OUT/summary.txt"
   echo "$disk" > "$OUT/ingest-c$c.disk"
   echo "$rss" > "$OUT/ingest-c$c.rss"
 done
@@ -164,6 +183,8 @@ for _ in 1 2 3 4 5; do
   best=$(echo "q=$q1 - $q0; if (q < $best) q else $best" | bc -l)
 done
 stop_server
+merge_disk=$(find "$WORK/merge-data/blocks" -name '*.block' -printf '%s\n' | awk '{s+=$1} END {print s+0}')
+log "merge data on disk: $merge_disk bytes of segments for $(du -sb "$files" | cut -f1) bytes of gzipped pprof"
 upload_s=$(echo "$t1 - $t0" | bc -l)
 query_s=$(echo "$t2 - $t1" | bc -l)
 total_s=$(echo "$t2 - $t0" | bc -l)
