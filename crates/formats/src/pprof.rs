@@ -28,7 +28,12 @@ pub enum ValidationMode {
 /// `limits.max_profile_bytes` once decompressed.
 pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Profile, FormatError> {
     let raw = decompress_bounded(bytes, limits.max_profile_bytes, "profile")?;
-    Profile::decode(&*raw).map_err(FormatError::DecodePprof)
+    decode_uncompressed(&raw)
+}
+
+/// Decodes an uncompressed pprof protobuf (bounded by the caller).
+pub(crate) fn decode_uncompressed(raw: &[u8]) -> Result<Profile, FormatError> {
+    Profile::decode(raw).map_err(FormatError::DecodePprof)
 }
 
 /// Encodes a profile as uncompressed protobuf.

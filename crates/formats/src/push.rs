@@ -27,9 +27,27 @@ pub fn profiles_from_push_series(
     limits: &Limits,
     now_ns: i64,
 ) -> Result<Vec<SeriesProfile>, FormatError> {
+    profiles_and_decoded_size_from_push_series(labels, raw_profile, limits, now_ns)
+        .map(|(profiles, _)| profiles)
+}
+
+/// [`profiles_from_push_series`], also returning the size of the pprof
+/// after decompression: Pyroscope caps the sum of these over one push at
+/// the body limit, so that a push of many small gzip bombs costs at most
+/// that much inflation.
+pub fn profiles_and_decoded_size_from_push_series(
+    labels: &[LabelPair],
+    raw_profile: &[u8],
+    limits: &Limits,
+    now_ns: i64,
+) -> Result<(Vec<SeriesProfile>, usize), FormatError> {
     let labels = labels_from_pairs(labels)?;
-    let profile = pprof::decode(raw_profile, limits)?;
-    normalize(
+    let raw =
+        crate::compress::decompress_bounded(raw_profile, limits.max_profile_bytes, "profile")?;
+    let decoded_size = raw.len();
+    let profile = pprof::decode_uncompressed(&raw)?;
+    drop(raw);
+    let profiles = normalize(
         labels,
         profile,
         limits,
@@ -37,7 +55,8 @@ pub fn profiles_from_push_series(
             mode: ValidationMode::Push,
             now_ns,
         },
-    )
+    )?;
+    Ok((profiles, decoded_size))
 }
 
 /// Builds a label set from wire label pairs, rejecting duplicate names.
@@ -87,6 +106,24 @@ mod tests {
             r#"{__name__="process_cpu", service_name="unknown_service"}"#
         );
         assert_eq!(out[0].profile.time_nanos, 42);
+    }
+
+    #[test]
+    fn reports_the_decompressed_size() {
+        let mut b = ProfileBuilder::new();
+        b.add_sample_type("cpu", "nanoseconds")
+            .add_sample(&["main", "work"], vec![10]);
+        let profile = b.finish();
+        let plain = pprof::encode(&profile);
+        let gz = pprof::encode_gzip(&profile).unwrap();
+        let labels = [pair("__name__", "process_cpu")];
+        for raw in [&plain, &gz] {
+            let (out, size) =
+                profiles_and_decoded_size_from_push_series(&labels, raw, &Limits::default(), 1)
+                    .unwrap();
+            assert_eq!(out.len(), 1);
+            assert_eq!(size, plain.len());
+        }
     }
 
     #[test]
