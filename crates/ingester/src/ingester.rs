@@ -359,6 +359,10 @@ impl Inner {
             tokio::time::sleep(Duration::from_millis(100 << attempt.min(5))).await;
         }
         if !uploaded {
+            // A failed attempt may still have written the object (a lost
+            // answer); it is not registered, so nobody reads it. Remove it
+            // (best effort).
+            let _ = self.store.delete(&path).await;
             return Err(IngesterError::Upload {
                 tenant: tenant.to_owned(),
                 block_id: id.to_string(),
@@ -379,8 +383,10 @@ impl Inner {
             tokio::time::sleep(Duration::from_millis(100 << attempt.min(5))).await;
         }
         if !registered {
-            // Nobody can find an unregistered segment; remove it (best effort).
-            let _ = self.store.delete(&path).await;
+            // The object is kept: a registration whose answer was lost may
+            // have been committed (registering is idempotent, so retries are
+            // safe), and deleting the object would then leave an indexed
+            // segment without data. An unregistered segment is never read.
             return Err(IngesterError::Register {
                 tenant: tenant.to_owned(),
                 block_id: id.to_string(),

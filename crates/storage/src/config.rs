@@ -9,6 +9,7 @@ use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use serde::{Deserialize, Serialize};
 
+use crate::faults::{FaultsConfig, FaultyStore};
 use crate::{Result, StorageError};
 
 /// Which object store holds the blocks.
@@ -59,7 +60,7 @@ impl Default for S3Config {
 }
 
 /// The `storage` section of the configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
     /// Which backend to use.
@@ -68,6 +69,8 @@ pub struct StorageConfig {
     pub filesystem_dir: String,
     /// Settings of the S3 backend.
     pub s3: S3Config,
+    /// Injected faults, for tests (off by default; see [`crate::faults`]).
+    pub faults: FaultsConfig,
 }
 
 impl StorageConfig {
@@ -78,6 +81,7 @@ impl StorageConfig {
                 "`storage.s3.bucket` must be set when `storage.backend` is s3".into(),
             ));
         }
+        self.faults.validate().map_err(StorageError::Config)?;
         Ok(())
     }
 
@@ -108,9 +112,28 @@ impl StorageConfig {
         }
     }
 
-    /// Builds the object store.
+    /// Builds the object store, wrapped in a [`FaultyStore`] when
+    /// `storage.faults.enabled` is set.
     pub fn build(&self, data_dir: &std::path::Path) -> Result<Arc<dyn ObjectStore>> {
         self.validate()?;
+        let store = self.build_backend(data_dir)?;
+        if !self.faults.enabled {
+            return Ok(store);
+        }
+        let f = &self.faults;
+        tracing::warn!(
+            error_rate = f.error_rate,
+            timeout_rate = f.timeout_rate,
+            timeout = ?f.timeout,
+            lost_ack_rate = f.lost_ack_rate,
+            slow_put = ?f.slow_put,
+            seed = f.seed,
+            "object storage fault injection is enabled (storage.faults): a testing setting"
+        );
+        Ok(Arc::new(FaultyStore::new(store, f.clone())))
+    }
+
+    fn build_backend(&self, data_dir: &std::path::Path) -> Result<Arc<dyn ObjectStore>> {
         match self.backend {
             StorageBackend::Filesystem => {
                 let dir = self.filesystem_path(data_dir);

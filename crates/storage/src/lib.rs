@@ -13,11 +13,13 @@
 //! [`SectionStore`] exposes each section as its own virtual Parquet file so
 //! that DataFusion can scan it with predicate pushdown and row-group pruning.
 //! [`StorageConfig`] builds the `object_store` backend (filesystem, S3,
-//! memory).
+//! memory), optionally wrapped in a [`FaultyStore`] that injects faults for
+//! tests.
 
 pub mod compact;
 pub mod config;
 pub mod error;
+pub mod faults;
 pub mod layout;
 pub mod reader;
 pub mod resolve;
@@ -27,6 +29,7 @@ pub mod writer;
 
 pub use config::{StorageBackend, StorageConfig};
 pub use error::{Result, StorageError};
+pub use faults::{FaultsConfig, FaultyStore};
 pub use reader::{BlockReader, PartitionSymbols, ProfileRowData, SampleRowData, SeriesRow};
 pub use section_store::SectionStore;
 pub use writer::{BlockBuilder, EncodedBlock};
