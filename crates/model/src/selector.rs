@@ -196,14 +196,25 @@ impl Selector {
 
 impl fmt::Display for Selector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(n) = &self.metric_name {
+        // A name the bare form cannot carry (empty, or with whitespace or
+        // '{') goes inside the braces as a quoted string.
+        let name = self.metric_name.as_deref();
+        let bare =
+            name.filter(|n| !n.is_empty() && !n.contains(|c: char| c == '{' || c.is_whitespace()));
+        if let Some(n) = bare {
             f.write_str(n)?;
         }
         f.write_str("{")?;
-        for (i, m) in self.matchers.iter().enumerate() {
-            if i > 0 {
+        let mut first = true;
+        if let Some(n) = name.filter(|_| bare.is_none()) {
+            write_quoted(f, n)?;
+            first = false;
+        }
+        for m in &self.matchers {
+            if !first {
                 f.write_str(",")?;
             }
+            first = false;
             write!(f, "{m}")?;
         }
         f.write_str("}")
@@ -480,6 +491,23 @@ mod tests {
         }
         let s = Selector::parse(r#"{env="a\x82"}"#).unwrap();
         assert_eq!(s.to_string(), r#"{env="a\u0082"}"#);
+    }
+
+    #[test]
+    fn display_quotes_metric_names_the_bare_form_cannot_carry() {
+        // Found by the selector fuzz target: a quoted metric name with a
+        // newline was printed bare, and the bare form stops at whitespace.
+        for (text, printed) in [
+            ("{\"a\\nb}\"}", "{\"a\\nb}\"}"),
+            (r#"{"a b", x="1"}"#, r#"{"a b",x="1"}"#),
+            (r#"{"a{b"}"#, r#"{"a{b"}"#),
+            (r#"{""}"#, r#"{""}"#),
+            (r#"{"app.cpu", x="1"}"#, r#"app.cpu{x="1"}"#),
+        ] {
+            let s = Selector::parse(text).unwrap();
+            assert_eq!(s.to_string(), printed, "{text}");
+            assert_eq!(Selector::parse(printed).unwrap(), s, "{printed}");
+        }
     }
 
     #[test]
