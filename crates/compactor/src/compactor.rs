@@ -357,26 +357,17 @@ impl Compactor {
                         .await
                         .map_err(storage)?;
                 let merged = LoadedBlock::load(&reader).await.map_err(storage)?;
-                let coverage = vec![Coverage {
-                    start: job.window_start,
-                    end: job.window_end,
-                    raw_block: day.id.clone(),
-                }];
-                let mut rollups = RollupBuilder::new(
+                let rollups = day_rollups(
                     &job.tenant,
                     job.shard,
-                    3,
-                    &[MINUTE, HOUR, DAY],
+                    (job.window_start, job.window_end),
+                    &merged,
                     self.config.rollup_node_cap,
-                    coverage,
-                );
-                rollups.add_block(&merged).map_err(storage)?;
+                )
+                .map_err(storage)?;
                 let mut out = vec![day];
-                for builder in rollups.finish() {
-                    out.push(
-                        self.write(job, builder.with_sources(vec![out[0].id.clone()]), 3)
-                            .await?,
-                    );
+                for builder in rollups {
+                    out.push(self.write(job, builder, 3).await?);
                 }
                 Ok(out)
             }
@@ -462,6 +453,33 @@ impl Compactor {
         }
         Ok(n)
     }
+}
+
+/// The roll-up tiers (1 min, 1 h, 1 day; level 3) of one UTC day `window`
+/// from the day's merged raw block `day`: one builder per tier, covering the
+/// day with `day` as its raw block and listing it as the source. What a day
+/// job writes next to the day block (and what `kiln bench year` writes for
+/// generated days).
+pub fn day_rollups(
+    tenant: &str,
+    shard: u32,
+    (start, end): (i64, i64),
+    day: &LoadedBlock,
+    node_cap: usize,
+) -> Result<Vec<BlockBuilder>, StorageError> {
+    let coverage = vec![Coverage {
+        start,
+        end,
+        raw_block: day.id.clone(),
+    }];
+    let mut rollups =
+        RollupBuilder::new(tenant, shard, 3, &[MINUTE, HOUR, DAY], node_cap, coverage);
+    rollups.add_block(day)?;
+    Ok(rollups
+        .finish()
+        .into_iter()
+        .map(|b| b.with_sources(vec![day.id.clone()]))
+        .collect())
 }
 
 /// Whether a source of `job` is a roll-up block (a day job replaces the

@@ -20,6 +20,6 @@ mod compactor;
 pub mod config;
 pub mod metrics;
 
-pub use compactor::{Compactor, CompactorError};
+pub use compactor::{Compactor, CompactorError, day_rollups};
 pub use config::{CompactorConfig, TierRetention};
 pub use metrics::CompactorMetrics;

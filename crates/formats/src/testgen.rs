@@ -12,8 +12,12 @@
 //! A profile picks `stacks` stacks from the pool and gives them Zipf-like
 //! weights (rank `r` gets about `1 / (r + 1)^1.1` of the samples), so a few
 //! stacks dominate and a long tail has one or two samples, as in real CPU
-//! profiles. Everything is driven by [`Rng`] seeded by the caller, so the
-//! same seed gives the same bytes.
+//! profiles. [`ServiceModel::sampled`] instead gives the pool a stable
+//! Zipf-like popularity and makes each profile from independent hits on it,
+//! as a sampling profiler does, so the same stacks are hot in every profile
+//! and the tail shows up now and then (long-range benchmarks want that: a
+//! merged year looks like one profile, not like noise). Everything is driven
+//! by [`Rng`] seeded by the caller, so the same seed gives the same bytes.
 
 use kiln_proto::google::v1::{Function, Line, Location, Mapping, Profile, Sample, ValueType};
 use rustc_hash::FxHashMap;
@@ -159,11 +163,88 @@ pub struct ServiceModel {
     /// Call stacks, root first, as indexes into `locations`.
     stacks: Vec<Vec<u32>>,
     shape: ProfileShape,
+    /// Set for [`ServiceModel::sampled`] models.
+    popularity: Option<Popularity>,
+}
+
+/// A stable popularity over a model's stacks, drawn from in O(1) with
+/// Vose's alias method.
+#[derive(Debug, Clone)]
+struct Popularity {
+    /// Per stack: the probability of keeping it when its column is drawn.
+    keep: Vec<f64>,
+    /// Per stack: the stack drawn instead when it is not kept.
+    alias: Vec<u32>,
+    /// Hits per profile.
+    hits: usize,
+}
+
+impl Popularity {
+    /// Stack `i` of `weights.len()` gets probability `weights[i] / sum`.
+    fn new(weights: &[f64], hits: usize) -> Self {
+        let n = weights.len();
+        let sum: f64 = weights.iter().sum();
+        let mut scaled: Vec<f64> = weights.iter().map(|w| w * n as f64 / sum).collect();
+        let mut keep = vec![1.0; n];
+        let mut alias: Vec<u32> = (0..n as u32).collect();
+        let (mut small, mut large): (Vec<usize>, Vec<usize>) =
+            (0..n).partition(|&i| scaled[i] < 1.0);
+        while let (Some(s), Some(&l)) = (small.pop(), large.last()) {
+            keep[s] = scaled[s];
+            alias[s] = l as u32;
+            scaled[l] -= 1.0 - scaled[s];
+            if scaled[l] < 1.0 {
+                large.pop();
+                small.push(l);
+            }
+        }
+        Popularity { keep, alias, hits }
+    }
+
+    fn draw(&self, rng: &mut Rng) -> usize {
+        let i = rng.below(self.keep.len());
+        if rng.unit() < self.keep[i] {
+            i
+        } else {
+            self.alias[i] as usize
+        }
+    }
 }
 
 impl ServiceModel {
     /// The model of service number `index`, derived from `seed`.
     pub fn new(seed: u64, index: usize, shape: ProfileShape) -> Self {
+        Self::build(seed, index, shape, shape.stacks.max(1) * 2)
+    }
+
+    /// A model of service number `index` whose profiles are sampled from
+    /// `pool` call stacks of stable Zipf-like popularity: the stack of rank
+    /// `r` (ranks are a random permutation of the pool) is hit with
+    /// probability proportional to `1 / (r + 1)^1.1`, and each profile is
+    /// `hits` independent hits (e.g. 2000 for two busy cores over 10 s at
+    /// 100 Hz), counted per stack. With 4000 stacks and 2000 hits a profile
+    /// holds about 600 distinct stacks, the top one about 16% of the hits.
+    pub fn sampled(seed: u64, index: usize, depth: usize, pool: usize, hits: usize) -> Self {
+        let pool = pool.max(1);
+        let shape = ProfileShape {
+            stacks: pool.div_ceil(2),
+            depth,
+        };
+        let mut model = Self::build(seed, index, shape, pool);
+        let mut rng = Rng::new(seed ^ 0x00C0_FFEE ^ index as u64);
+        let mut rank: Vec<usize> = (0..pool).collect();
+        for i in (1..pool).rev() {
+            rank.swap(i, rng.below(i + 1));
+        }
+        let weights: Vec<f64> = rank
+            .iter()
+            .map(|&r| 1.0 / ((r + 1) as f64).powf(1.1))
+            .collect();
+        model.popularity = Some(Popularity::new(&weights, hits.max(1)));
+        model
+    }
+
+    fn build(seed: u64, index: usize, shape: ProfileShape, pool: usize) -> Self {
         let mut rng = Rng::new(seed.wrapping_mul(31).wrapping_add(index as u64));
         let language = match index % 3 {
             0 => Language::Go,
@@ -178,7 +259,7 @@ impl ServiceModel {
             stacks: shape.stacks.max(1),
             depth: shape.depth.max(2),
         };
-        let n_functions = (shape.stacks * 2 + 64).min(8_192);
+        let n_functions = (pool + 64).min(8_192);
         let mut functions = Vec::with_capacity(n_functions + 4);
         let roots = match language {
             Language::Go => GO_ROOTS,
@@ -228,7 +309,6 @@ impl ServiceModel {
             sites[rng.below(sites.len())]
         };
         // The pool: each stack forks an earlier one and grows from there.
-        let pool = shape.stacks * 2;
         let mut stacks: Vec<Vec<u32>> = Vec::with_capacity(pool);
         while stacks.len() < pool {
             let target = shape.depth / 2 + rng.below(shape.depth + 1);
@@ -254,7 +334,13 @@ impl ServiceModel {
             locations,
             stacks,
             shape,
+            popularity: None,
         }
+    }
+
+    /// Number of distinct call stacks profiles are made of.
+    pub fn pool_size(&self) -> usize {
+        self.stacks.len()
     }
 
     /// The service name (`service_name` label).
@@ -263,9 +349,40 @@ impl ServiceModel {
     }
 
     /// A CPU profile (sample types `samples/count` and `cpu/nanoseconds`,
-    /// period 10 ms) with `shape.stacks` samples of Zipf-like weights, and
-    /// only the functions, locations and strings those samples use.
+    /// period 10 ms) with `shape.stacks` samples of Zipf-like weights (or,
+    /// for a [`ServiceModel::sampled`] model, the stacks its hits landed
+    /// on), and only the functions, locations and strings those samples use.
     pub fn profile(&self, rng: &mut Rng, time_nanos: i64, duration_nanos: i64) -> Profile {
+        let counts = match &self.popularity {
+            Some(popularity) => self.sampled_counts(popularity, popularity.hits, rng),
+            None => self.ranked_counts(rng),
+        };
+        self.profile_of_counts(&counts, time_nanos, duration_nanos)
+    }
+
+    /// (stack, count) of a profile of `hits` hits: draws from the
+    /// popularity of a [`ServiceModel::sampled`] model (uniform over the
+    /// pool for other models), in the order stacks were first hit. Stacks
+    /// are indexes into the pool (`0..pool_size()`).
+    pub fn sampled_stack_counts(&self, rng: &mut Rng, hits: usize) -> Vec<(usize, i64)> {
+        match &self.popularity {
+            Some(popularity) => self.sampled_counts(popularity, hits, rng),
+            None => {
+                let uniform = Popularity::new(&vec![1.0; self.stacks.len()], hits);
+                self.sampled_counts(&uniform, hits, rng)
+            }
+        }
+    }
+
+    /// The CPU profile whose samples are `counts` (stack of the pool, hit
+    /// count): sample types `samples/count` and `cpu/nanoseconds` (count ×
+    /// 10 ms), with only the functions, locations and strings they use.
+    pub fn profile_of_counts(
+        &self,
+        counts: &[(usize, i64)],
+        time_nanos: i64,
+        duration_nanos: i64,
+    ) -> Profile {
         let mut strings = StringTable::default();
         let samples_type = ValueType {
             r#type: strings.index("samples"),
@@ -302,17 +419,7 @@ impl ServiceModel {
         };
         let mut location_ids: FxHashMap<u32, u64> = FxHashMap::default();
         let mut function_ids: FxHashMap<u32, u64> = FxHashMap::default();
-        let mut picked: Vec<usize> = (0..self.stacks.len()).collect();
-        // Partial Fisher-Yates: the first `stacks` entries are a random subset.
-        let n = self.shape.stacks.min(picked.len());
-        for i in 0..n {
-            let j = i + rng.below(picked.len() - i);
-            picked.swap(i, j);
-        }
-        let scale = 2_000.0;
-        for (rank, &s) in picked[..n].iter().enumerate() {
-            let weight = scale / ((rank + 1) as f64).powf(1.1) * (0.5 + rng.unit());
-            let count = (weight as i64).max(1);
+        for &(s, count) in counts {
             let mut location_id = Vec::with_capacity(self.stacks[s].len());
             // pprof stores the leaf first.
             for &loc in self.stacks[s].iter().rev() {
@@ -354,6 +461,49 @@ impl ServiceModel {
         }
         profile.string_table = strings.strings;
         profile
+    }
+
+    /// (stack, count) of a profile: a random subset of `shape.stacks` stacks
+    /// with Zipf-like weights by their rank in the subset.
+    fn ranked_counts(&self, rng: &mut Rng) -> Vec<(usize, i64)> {
+        let mut picked: Vec<usize> = (0..self.stacks.len()).collect();
+        // Partial Fisher-Yates: the first `stacks` entries are a random subset.
+        let n = self.shape.stacks.min(picked.len());
+        for i in 0..n {
+            let j = i + rng.below(picked.len() - i);
+            picked.swap(i, j);
+        }
+        let scale = 2_000.0;
+        picked[..n]
+            .iter()
+            .enumerate()
+            .map(|(rank, &s)| {
+                let weight = scale / ((rank + 1) as f64).powf(1.1) * (0.5 + rng.unit());
+                (s, (weight as i64).max(1))
+            })
+            .collect()
+    }
+
+    /// (stack, count) of a sampled profile: `hits` draws from the
+    /// popularity, in the order stacks were first hit.
+    fn sampled_counts(
+        &self,
+        popularity: &Popularity,
+        hits: usize,
+        rng: &mut Rng,
+    ) -> Vec<(usize, i64)> {
+        // slot[s] = 1 + index of stack s in `counts` (0 = not hit yet).
+        let mut slot: Vec<u32> = vec![0; popularity.keep.len()];
+        let mut counts: Vec<(usize, i64)> = Vec::new();
+        for _ in 0..hits {
+            let s = popularity.draw(rng);
+            if slot[s] == 0 {
+                counts.push((s, 0));
+                slot[s] = counts.len() as u32;
+            }
+            counts[slot[s] as usize - 1].1 += 1;
+        }
+        counts
     }
 
     /// A profile in folded text (`root;...;leaf count` lines), with the same
@@ -494,5 +644,47 @@ mod tests {
         assert!((12..=36).contains(&mean), "mean depth {mean}");
         let folded = model.folded(&mut Rng::new(2));
         assert_eq!(folded.lines().count(), 500);
+    }
+
+    #[test]
+    fn sampled_profiles_share_their_hot_stacks() {
+        let model = ServiceModel::sampled(7, 0, 24, 4000, 2000);
+        assert_eq!(model.pool_size(), 4000);
+        let a = model.profile(&mut Rng::new(1), 1, 10);
+        assert_eq!(a, model.profile(&mut Rng::new(1), 1, 10));
+        validate(&a, ValidationMode::Push, &Limits::default()).unwrap();
+        let hits: i64 = a.sample.iter().map(|s| s.value[0]).sum();
+        assert_eq!(hits, 2000);
+        assert!(
+            (400..900).contains(&a.sample.len()),
+            "{} distinct stacks",
+            a.sample.len()
+        );
+        // The hottest stack of one profile is among the hot stacks of another.
+        let top = |p: &Profile| {
+            let s = p.sample.iter().max_by_key(|s| s.value[0]).unwrap();
+            folded_stack(p, s)
+        };
+        let b = model.profile(&mut Rng::new(2), 1, 10);
+        let hot_b: Vec<String> = b
+            .sample
+            .iter()
+            .filter(|s| s.value[0] >= 20)
+            .map(|s| folded_stack(&b, s))
+            .collect();
+        assert!(hot_b.contains(&top(&a)));
+    }
+
+    fn folded_stack(p: &Profile, s: &Sample) -> String {
+        s.location_id
+            .iter()
+            .rev()
+            .map(|id| {
+                let loc = &p.location[*id as usize - 1];
+                let f = &p.function[loc.line[0].function_id as usize - 1];
+                p.string_table[f.name as usize].clone()
+            })
+            .collect::<Vec<_>>()
+            .join(";")
     }
 }

@@ -9,7 +9,10 @@
 //! - [`blocks`]: `kiln blocks ls|inspect` lists blocks (from the metastore
 //!   or object storage) and prints a block's footer;
 //! - [`bench`]: `kiln bench ingest|query`, a bounded load generator and
-//!   query-latency probe for a local Kiln.
+//!   query-latency probe for a local Kiln;
+//! - [`year`]: `kiln bench year generate|query`, the one-year benchmark: a
+//!   year of one service written straight into blocks and roll-ups,
+//!   registered in a running Kiln, queried over a year, 30 days and 24 h.
 //!
 //! Each tool is `run(args) -> anyhow::Result<ExitCode>` over clap argument
 //! structs defined here, so `main.rs` only declares the subcommands. Tools
@@ -24,6 +27,7 @@ pub mod progress;
 pub mod query;
 pub mod render;
 pub mod upload;
+pub mod year;
 
 use std::future::Future;
 use std::process::ExitCode;

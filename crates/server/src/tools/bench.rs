@@ -51,6 +51,10 @@ pub enum BenchCommand {
     Ingest(IngestBenchArgs),
     /// Measures merge-query latency over time ranges.
     Query(QueryBenchArgs),
+    /// The one-year benchmark: generates a compacted year of one service,
+    /// then measures flame-graph queries over it (see `kiln bench year
+    /// generate --help`).
+    Year(crate::tools::year::YearArgs),
 }
 
 /// The write API used by `kiln bench ingest`.
@@ -145,6 +149,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         BenchCommand::Ingest(a) => ingest(a).await,
         BenchCommand::Query(a) => query(a).await,
+        BenchCommand::Year(a) => crate::tools::year::run(a).await,
     }
 }
 

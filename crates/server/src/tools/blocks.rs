@@ -53,7 +53,11 @@ pub struct StorageArgs {
 }
 
 impl StorageArgs {
-    fn open(&self, config_file: Option<&std::path::Path>) -> anyhow::Result<Arc<dyn ObjectStore>> {
+    /// The object store these arguments (and `config_file`) name.
+    pub fn open(
+        &self,
+        config_file: Option<&std::path::Path>,
+    ) -> anyhow::Result<Arc<dyn ObjectStore>> {
         let mut overrides = serde_json::json!({});
         if let Some(d) = &self.data_dir {
             overrides["data_dir"] = d.display().to_string().into();
