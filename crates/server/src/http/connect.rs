@@ -2,7 +2,8 @@
 //! clients that speak gRPC (over h2c) to the same paths.
 //!
 //! Connect: `POST /<package>.<Service>/<Method>` with `application/proto`
-//! or `application/json` bodies, optionally `Content-Encoding: gzip`;
+//! or `application/json` bodies, optionally `Content-Encoding: gzip` (or
+//! `zstd`), decoded under the body limit;
 //! success is HTTP 200 with the same content type, failure an HTTP error
 //! status with a JSON body `{"code": ..., "message": ...}` — never a 200,
 //! because agents only look at the status. gRPC requests
@@ -102,8 +103,21 @@ fn accepts_gzip(headers: &HeaderMap) -> bool {
 }
 
 fn gunzip(data: &[u8], limit: usize) -> Result<Bytes, ApiError> {
-    match kiln_formats::compress::decompress_if_gzip(data, limit) {
-        Ok(b) => Ok(Bytes::copy_from_slice(&b)),
+    match kiln_formats::compress::bounded_gunzip(data, limit, "request message") {
+        Ok(b) => Ok(Bytes::from(b)),
+        Err(e) => Err(ApiError::from_err(&e)),
+    }
+}
+
+/// Decodes a body by its `Content-Encoding` (none, `gzip` or `zstd`) into at
+/// most `limit` bytes; other encodings are refused.
+fn decode_body(headers: &HeaderMap, raw: Bytes, limit: usize) -> Result<Bytes, ApiError> {
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("(not ASCII)"));
+    match kiln_formats::compress::decode_content_encoding(encoding, &raw, limit, "request body") {
+        Ok(std::borrow::Cow::Borrowed(_)) => Ok(raw),
+        Ok(std::borrow::Cow::Owned(b)) => Ok(Bytes::from(b)),
         Err(e) => Err(ApiError::from_err(&e)),
     }
 }
@@ -178,7 +192,7 @@ fn grpc_status_code(code: ErrorCode) -> u16 {
     }
 }
 
-fn grpc_error(err: &ApiError) -> Response {
+pub(crate) fn grpc_error(err: &ApiError) -> Response {
     let mut resp = Response::new(Body::empty());
     let h = resp.headers_mut();
     h.insert(
@@ -186,6 +200,9 @@ fn grpc_error(err: &ApiError) -> Response {
         HeaderValue::from_static("application/grpc+proto"),
     );
     h.insert("grpc-status", HeaderValue::from(grpc_status_code(err.code)));
+    if let Some(secs) = err.retry_after_secs() {
+        h.insert("retry-after", HeaderValue::from(secs));
+    }
     if let Ok(v) = HeaderValue::from_str(&percent_encode(&err.message)) {
         h.insert("grpc-message", v);
     }
@@ -246,8 +263,7 @@ where
         let raw_len = raw.len();
         let payload = match codec {
             Codec::Grpc => grpc_message(&raw, &headers, limit)?,
-            _ if is_gzip_encoded(&headers, "content-encoding") => gunzip(&raw, limit)?,
-            _ => raw,
+            _ => decode_body(&headers, raw, limit)?,
         };
         let request: Req = match codec {
             Codec::Json => kiln_proto::json::from_json(&payload).map_err(|e| {
