@@ -351,6 +351,8 @@ impl IngesterClients {
         request: PushRequest,
     ) -> Result<PushResponse, ClientError> {
         let mut c = self.client(addr)?;
+        let mut request = tonic::Request::new(request);
+        crate::trace::propagate(&mut request);
         c.push(request)
             .await
             .map(tonic::Response::into_inner)
@@ -401,6 +403,8 @@ impl QuerierClients {
         request: MergeTasksRequest,
     ) -> Result<MergeTasksResponse, ClientError> {
         let mut c = self.client(addr)?;
+        let mut request = tonic::Request::new(request);
+        crate::trace::propagate(&mut request);
         c.merge_tasks(request)
             .await
             .map(tonic::Response::into_inner)

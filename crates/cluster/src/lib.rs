@@ -5,12 +5,15 @@
 //! - [`ring`]: logical shards and the consistent-hash ring that assigns them
 //!   to ingesters, with virtual tokens and fail-over order;
 //! - [`clients`]: gRPC clients of the metastore and the ingesters, the only
-//!   way roles talk to each other (in `--target=all` too).
+//!   way roles talk to each other (in `--target=all` too);
+//! - [`trace`]: request ids carried from role to role in gRPC metadata, and
+//!   the tower layer that puts every request in a span with its id.
 
 pub mod clients;
 pub mod membership;
 pub mod ring;
 pub mod status;
+pub mod trace;
 
 pub use clients::{ClientError, IngesterClients, MetastoreClient, QuerierClients};
 pub use membership::{MemberList, MetastoreRing, RingSource, StaticRing};

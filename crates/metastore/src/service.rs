@@ -335,6 +335,51 @@ impl Metastore {
         self.read(|sm| sm.index().len())
     }
 
+    /// Keeps `metrics` equal to this replica's raft state until `stop`
+    /// completes (or raft shuts down).
+    pub async fn export_metrics(
+        self,
+        metrics: crate::MetastoreMetrics,
+        stop: impl Future<Output = ()>,
+    ) {
+        let mut watch = self.raft.metrics();
+        let mut leader = None;
+        let mut first = true;
+        tokio::pin!(stop);
+        loop {
+            {
+                let m = watch.borrow_and_update();
+                metrics
+                    .is_leader
+                    .set(i64::from(m.state == ServerState::Leader));
+                metrics.term.set(m.current_term as i64);
+                metrics
+                    .last_log_index
+                    .set(m.last_log_index.unwrap_or(0) as i64);
+                metrics
+                    .applied_index
+                    .set(m.last_applied.map_or(0, |l| l.index) as i64);
+                metrics
+                    .members
+                    .set(m.membership_config.voter_ids().count() as i64);
+                if !first && m.current_leader != leader {
+                    metrics.leader_changes.inc();
+                }
+                first = false;
+                leader = m.current_leader;
+            }
+            metrics.blocks.set(self.block_count() as i64);
+            tokio::select! {
+                changed = watch.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+                _ = &mut stop => return,
+            }
+        }
+    }
+
     /// Stops the raft node.
     pub async fn shutdown(&self) {
         if let Err(e) = self.raft.shutdown().await {
@@ -346,6 +391,52 @@ impl Metastore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn raft_metrics_follow_the_replica() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Metastore::start(&MetastoreConfig::default(), dir.path(), "127.0.0.1:1")
+            .await
+            .unwrap();
+        let metrics = crate::MetastoreMetrics::default();
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let export = tokio::spawn({
+            let (m, metrics, stop) = (m.clone(), metrics.clone(), Arc::clone(&stop));
+            async move { m.export_metrics(metrics, stop.notified()).await }
+        });
+        assert!(m.wait_for_leader(Duration::from_secs(10)).await);
+        let wait = async |what: &'static str, ok: &dyn Fn() -> bool| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while !ok() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "metrics never showed {what}"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        wait("leadership", &|| metrics.is_leader.get() == 1).await;
+        assert!(metrics.term.get() >= 1);
+        assert_eq!(metrics.members.get(), 1);
+        assert!(metrics.leader_changes.get() <= 1);
+        let applied = metrics.applied_index.get();
+        m.add_block(BlockMeta {
+            id: "b1".into(),
+            tenant: "t".into(),
+            object_key: "k/b1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        wait("the new entry applied", &|| {
+            metrics.applied_index.get() > applied && metrics.blocks.get() == 1
+        })
+        .await;
+        assert!(metrics.last_log_index.get() >= metrics.applied_index.get());
+        stop.notify_one();
+        export.await.unwrap();
+        m.shutdown().await;
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn single_replica_keeps_blocks_across_restarts() {

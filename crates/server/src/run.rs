@@ -125,6 +125,13 @@ pub async fn run(
         }
     };
     let metastore_client = MetastoreClient::new(&metastore_addrs, Duration::from_secs(30))?;
+    if let Some(m) = &metastore {
+        let metrics = kiln_metastore::MetastoreMetrics::register(&mut registry);
+        background.spawn(
+            m.clone()
+                .export_metrics(metrics, background_stop.clone().cancelled_owned()),
+        );
+    }
     let ingester = match (has(Module::Ingester), &store) {
         (true, Some(store)) => Some(Ingester::new(
             config.ingester.clone(),
@@ -210,7 +217,9 @@ pub async fn run(
     // gRPC: internal services and the public APIs for gRPC clients.
     let grpc_shutdown = CancellationToken::new();
     let grpc_server = {
-        let mut builder = tonic::transport::Server::builder();
+        // Every request runs in a span with its request id (see kiln_cluster::trace).
+        let mut builder = tonic::transport::Server::builder()
+            .layer(kiln_cluster::trace::RequestIdLayer::new("grpc"));
         let router = builder
             .add_optional_service(metastore.as_ref().map(|m| {
                 MetastoreServiceServer::new(MetastoreGrpc::new(m.clone()))
@@ -322,6 +331,7 @@ pub async fn run(
     let http_server = {
         let token = http_shutdown.clone();
         let app = router(state);
+        let app = app.layer(kiln_cluster::trace::RequestIdLayer::new("http"));
         let listener = listeners.http;
         tokio::spawn(async move {
             axum::serve(listener, app)
