@@ -1,8 +1,10 @@
 //! Decompression bombs against a real `kiln`: every write path that
-//! inflates (pprof and JFR on `/ingest`, raw and multipart; Connect bodies
-//! with `Content-Encoding: gzip` or `zstd`; gzip pprof inside a Push) refuses
-//! a 1 GiB bomb with 413 and a message, quickly, without the process's
-//! peak RSS growing by anything near the bomb, and stays healthy.
+//! inflates (pprof, JFR and speedscope on `/ingest`, raw and multipart;
+//! Connect and OTLP/HTTP bodies with `Content-Encoding: gzip` or `zstd`; a
+//! gzip pprof inside a Push; a gzip gRPC message frame) refuses a 1 GiB bomb
+//! with 413 (gRPC: status 8) and a message naming the limit, quickly,
+//! without the process's peak RSS growing by anything near the bomb, and
+//! stays healthy.
 
 use std::time::{Duration, Instant};
 
@@ -215,6 +217,40 @@ async fn decompression_bombs_are_refused_with_413() {
     .await;
     assert_413("OTLP/HTTP, Content-Encoding zstd", &r, t);
 
+    // gRPC on the HTTP port (one message frame, compressed flag set,
+    // grpc-encoding gzip): gRPC has no 413, so RESOURCE_EXHAUSTED (8).
+    let mut frame = vec![1u8];
+    frame.extend_from_slice(&u32::try_from(gz.len()).unwrap().to_be_bytes());
+    frame.extend_from_slice(&gz);
+    let t = Instant::now();
+    let resp = http
+        .post(push_url.clone())
+        .header("content-type", "application/grpc")
+        .header("grpc-encoding", "gzip")
+        .body(frame)
+        .send()
+        .await
+        .unwrap();
+    let elapsed = t.elapsed();
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (status, message) = (header("grpc-status"), header("grpc-message"));
+    eprintln!(
+        "gRPC Push, grpc-encoding gzip: grpc-status {status} in {:.0} ms: {message}",
+        elapsed.as_secs_f64() * 1e3
+    );
+    assert_eq!(status, "8", "{message}");
+    assert!(
+        message.contains("too") && message.contains("33554432"),
+        "{message}"
+    );
+    assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
+
     // An encoding Kiln does not decode is a clear 400.
     let r = post(
         &http,
@@ -233,7 +269,7 @@ async fn decompression_bombs_are_refused_with_413() {
         r.text()
     );
 
-    // Eight 1 GiB bombs later, the peak RSS grew by about what the largest
+    // Nine 1 GiB bombs later, the peak RSS grew by about what the largest
     // limit allows (64 MiB of JFR, inflated once) and the bombs themselves
     // (~1 MiB each), nowhere near one bomb.
     let rss_after = peak_rss(kiln.pid());
