@@ -611,3 +611,99 @@ async fn tools_send_the_tenant() {
     );
     server.stop().unwrap();
 }
+
+/// `kiln bench year` at a small scale (8 days, a profile every 5 min): the
+/// generated blocks are registered in a real Kiln, its compactor merges the
+/// day tiers, and every window (the 8 days, 7 days and the last day from
+/// tiers and raw data, the last hour raw) answers exactly the generated
+/// total. Days older than `--raw-days` exist only as roll-ups, so a missing
+/// or inexact tier would show.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_year_small_dataset_answers_exact_totals() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let env = [
+        ("KILN_COMPACTOR__POLL_INTERVAL", "100ms"),
+        // The last day stays raw (hour blocks) while the test runs.
+        ("KILN_COMPACTOR__DAY_GRACE", "1000h"),
+        ("KILN_COMPACTOR__TIER_MERGE_MIN_BLOCKS", "2"),
+    ];
+    let server = Kiln::start_with_env(&Kiln::binary(), &data, &[], &env).unwrap();
+    let manifest = dir.path().join("year.json");
+    let manifest = manifest.to_str().unwrap();
+    kiln_ok(&[
+        "bench",
+        "year",
+        "generate",
+        "--metastore",
+        &server.grpc,
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--days",
+        "8",
+        "--raw-days",
+        "2",
+        "--interval",
+        "5m",
+        "--pool",
+        "300",
+        "--hits",
+        "60",
+        "--depth",
+        "12",
+        "--node-cap",
+        "256",
+        "--settle",
+        "3s",
+        "--manifest",
+        manifest,
+    ])
+    .await;
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(manifest).unwrap()).unwrap();
+    assert_eq!(m["profiles"], 8 * 288);
+    assert_eq!(m["written"]["hour_blocks"], 24);
+    assert_eq!(m["written"]["day_blocks"], 2);
+    assert_eq!(m["written"]["tier_blocks"], 7 * 3);
+    let hours: i64 = m["hour_totals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .sum();
+    let ls = kiln_ok(&["blocks", "ls", "--metastore", &server.grpc]).await;
+    // Columns: id, tenant, shard, level, ...
+    assert!(
+        ls.lines().any(|l| l.split_whitespace().nth(3) == Some("4")),
+        "the compactor merged no day tiers (level 4):\n{ls}"
+    );
+    let out = kiln_ok(&[
+        "bench",
+        "year",
+        "query",
+        "--url",
+        &server.http,
+        "--manifest",
+        manifest,
+        "--iterations",
+        "2",
+        "--pid",
+        &server.pid().to_string(),
+        "--json",
+    ])
+    .await;
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let windows = v["windows"].as_array().unwrap();
+    let names: Vec<&str> = windows
+        .iter()
+        .map(|w| w["window"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["8d", "7d", "24h", "1h"]);
+    for w in windows {
+        assert_eq!(w["exact"], true, "{w}");
+        assert_eq!(w["total"], w["expected_total"], "{w}");
+        assert!(w["nodes"].as_u64().unwrap() > 10, "{w}");
+        assert!(w["peak_rss_kib"].as_u64().unwrap() > 0, "{w}");
+    }
+    assert_eq!(windows[0]["total"], hours);
+    server.stop().unwrap();
+}
