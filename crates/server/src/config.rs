@@ -30,6 +30,15 @@ pub struct MultitenancyConfig {
     pub enabled: bool,
 }
 
+/// HTTP serving.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Path prefix the UI and APIs are served under (e.g. `/kiln` behind a
+    /// proxy), in addition to the root; empty means none.
+    pub base_path: String,
+}
+
 /// Log output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -58,6 +67,8 @@ pub struct Config {
     pub target: String,
     /// Address of the HTTP listener (UI, ingest and query APIs).
     pub http_addr: String,
+    /// HTTP serving (`http.base_path`).
+    pub http: HttpConfig,
     /// Address of the gRPC listener (internal APIs, and push/query over gRPC).
     pub grpc_addr: String,
     /// Address other nodes use to reach this node's gRPC listener; empty
@@ -94,6 +105,7 @@ impl Default for Config {
         Config {
             target: "all".into(),
             http_addr: "0.0.0.0:4040".into(),
+            http: HttpConfig::default(),
             grpc_addr: "0.0.0.0:9095".into(),
             advertise_addr: String::new(),
             instance_id: String::new(),
@@ -188,6 +200,7 @@ impl Config {
                 self.log.format
             )));
         }
+        kiln_ui::normalize_base_path(&self.http.base_path).map_err(ConfigError)?;
         self.storage
             .validate()
             .map_err(|e| ConfigError(e.to_string()))?;

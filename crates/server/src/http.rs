@@ -6,6 +6,7 @@ mod error;
 mod ingest;
 mod ops;
 mod render;
+pub mod ui_api;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -79,6 +80,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))
         .route("/api/v1/status/buildinfo", get(ops::buildinfo))
+        .merge(ui_api::routes())
         .with_state(state)
 }
 

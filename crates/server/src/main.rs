@@ -24,6 +24,9 @@ struct Cli {
     /// HTTP listen address (UI, ingest and query APIs).
     #[arg(long = "http-addr")]
     http_addr: Option<String>,
+    /// Path prefix of the UI and APIs behind a proxy, e.g. /kiln.
+    #[arg(long = "http.base-path")]
+    http_base_path: Option<String>,
     /// gRPC listen address.
     #[arg(long = "grpc-addr")]
     grpc_addr: Option<String>,
@@ -96,6 +99,9 @@ impl Cli {
         }
         if let Some(a) = &self.http_addr {
             set(&["http_addr"], a.clone().into());
+        }
+        if let Some(p) = &self.http_base_path {
+            set(&["http", "base_path"], p.clone().into());
         }
         if let Some(a) = &self.grpc_addr {
             set(&["grpc_addr"], a.clone().into());

@@ -330,7 +330,7 @@ pub async fn run(
     let http_shutdown = CancellationToken::new();
     let http_server = {
         let token = http_shutdown.clone();
-        let app = router(state);
+        let app = crate::http::ui_api::with_ui(router(state), &config.http.base_path);
         let app = app.layer(kiln_cluster::trace::RequestIdLayer::new("http"));
         let listener = listeners.http;
         tokio::spawn(async move {

@@ -22,3 +22,4 @@ mod s3;
 mod spine;
 mod tools;
 mod ui;
+mod ui;
