@@ -22,4 +22,3 @@ mod s3;
 mod spine;
 mod tools;
 mod ui;
-mod ui;
