@@ -22,7 +22,12 @@ cargo fmt --all -- --check
 echo "== build"
 cargo build --workspace --all-targets --locked
 
+echo "== web UI unit tests (layout math, colours, formatting, URL state; node --test)"
+node --test crates/ui/tests/unit/
+
 echo "== tests"
+# Includes the web UI in Chromium (e2e test web_ui_in_chromium, which runs
+# crates/ui/tests/e2e.mjs; screenshots in target/ui-e2e).
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --profile ci --locked
 else

@@ -430,7 +430,7 @@ try {
     await page.waitForFunction(() => new URL(location.href).searchParams.get('groupValue') === 'staging');
     assert.equal(await byTest('explore-detail-title').evaluate((e) => e.firstChild.textContent), 'env = staging');
     await waitRendered('explore-flamegraph');
-    await page.screenshot({ path: join(SHOTS, 'explore.png') });
+    await page.screenshot({ path: join(SHOTS, 'explore.png'), fullPage: true });
     await byTest('explore-open-single').click();
     await page.waitForFunction(() => location.pathname.endsWith('/') && new URL(location.href).searchParams.get('filters') === 'env="staging"');
     await waitDataset('summary', 'total', X.envs.staging);

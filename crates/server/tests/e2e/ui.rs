@@ -244,9 +244,11 @@ async fn web_ui_in_chromium() {
     });
     let expect_file = dir.path().join("expect.json");
     std::fs::write(&expect_file, expect.to_string()).unwrap();
+    // Relative paths are taken from the workspace root.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let shots = std::env::var("KILN_UI_SHOTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/ui-e2e"));
+        .map(|p| root.join(p))
+        .unwrap_or_else(|_| root.join("target/ui-e2e"));
 
     let out = tokio::process::Command::new("node")
         .arg("e2e.mjs")
