@@ -13,6 +13,7 @@
     reason = "test helpers outside #[test] functions fail loudly on broken fixtures"
 )]
 
+mod every_parser;
 mod go_fix;
 mod jfr;
 mod legacy_trees;
