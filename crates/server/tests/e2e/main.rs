@@ -9,14 +9,11 @@
 )]
 
 mod agents;
-mod auth;
 mod bombs;
 mod cluster;
 mod compaction;
-mod faults;
 mod golden;
 mod grpc;
-mod limits;
 mod otlp;
 mod s3;
 mod spine;
