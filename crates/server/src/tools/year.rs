@@ -385,7 +385,8 @@ impl Dataset {
                 }
             }
         }
-        out.sort_unstable_by_key(|s| (s.series, s.time_ns, s.stack));
+        // Ordered by (series, time) like a block's rows; the order of stacks
+        // within a profile does not matter to the roll-ups.
         LoadedBlock {
             id: raw_id.to_owned(),
             series: self.template.series.clone(),
