@@ -66,7 +66,20 @@ impl HasErrorCode for ClientError {
     fn code(&self) -> ErrorCode {
         match self {
             ClientError::Address { .. } => ErrorCode::Unavailable,
-            ClientError::Call { status, .. } => error_code(status.code()),
+            ClientError::Call { status, .. } => {
+                // A status made on this side from a transport failure (reset,
+                // GOAWAY of a node shutting down, h2 error) carries its cause;
+                // statuses answered by the callee do not. The callee is gone
+                // or going: unavailable, so callers fail over and retry,
+                // whatever code the transport error was mapped to.
+                if std::error::Error::source(status).is_some()
+                    && matches!(status.code(), tonic::Code::Internal | tonic::Code::Unknown)
+                {
+                    ErrorCode::Unavailable
+                } else {
+                    error_code(status.code())
+                }
+            }
         }
     }
 }
@@ -413,5 +426,37 @@ impl QuerierClients {
                 addr: addr.to_owned(),
                 status,
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call_error(status: tonic::Status) -> ClientError {
+        ClientError::Call {
+            method: "Push",
+            addr: "x:1".into(),
+            status,
+        }
+    }
+
+    #[test]
+    fn transport_failures_are_unavailable_answers_keep_their_code() {
+        let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+        let transport = tonic::Status::from_error(Box::new(reset));
+        assert_eq!(call_error(transport).code(), ErrorCode::Unavailable);
+        // What the callee answered is taken as it is.
+        for (status, code) in [
+            (tonic::Status::internal("bug"), ErrorCode::Internal),
+            (tonic::Status::unknown("?"), ErrorCode::Internal),
+            (
+                tonic::Status::invalid_argument("bad"),
+                ErrorCode::InvalidArgument,
+            ),
+            (tonic::Status::unavailable("busy"), ErrorCode::Unavailable),
+        ] {
+            assert_eq!(call_error(status).code(), code);
+        }
     }
 }

@@ -12,7 +12,9 @@
 //! `request_id` on both processes.
 //!
 //! [`RequestIdLayer`] is the tower layer doing this for axum and tonic
-//! servers alike.
+//! servers alike. It logs every answer at debug level (`request answered`)
+//! and server-side failures at warn level (`request failed`), inside the
+//! span, so a failed push shows up with its id on every node it crossed.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -137,6 +139,8 @@ where
             Some(id) if usable(id) => Arc::from(id),
             _ => Arc::from(new_request_id()),
         };
+        // `/ready` answers 503 until the node is ready: not a failure.
+        let readiness = request.uri().path() == "/ready";
         let span = tracing::info_span!(
             "request",
             request_id = %id,
@@ -164,12 +168,27 @@ where
                     .get("grpc-status")
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("");
-                tracing::debug!(
-                    status = response.status().as_u16(),
-                    grpc_status,
-                    elapsed = ?started.elapsed(),
-                    "request answered"
-                );
+                let status = response.status().as_u16();
+                // Failures on the server side (5xx; gRPC unknown, deadline,
+                // internal, unavailable, data loss) are worth a line at the
+                // default level: that is when one follows a request.
+                let failed = (status >= 500 && !readiness)
+                    || matches!(grpc_status, "2" | "4" | "13" | "14" | "15");
+                if failed {
+                    tracing::warn!(
+                        status,
+                        grpc_status,
+                        elapsed = ?started.elapsed(),
+                        "request failed"
+                    );
+                } else {
+                    tracing::debug!(
+                        status,
+                        grpc_status,
+                        elapsed = ?started.elapsed(),
+                        "request answered"
+                    );
+                }
                 Ok(response)
             }
             .instrument(span),

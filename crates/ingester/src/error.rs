@@ -62,5 +62,19 @@ impl HasErrorCode for IngesterError {
     }
 }
 
+impl IngesterError {
+    /// A short, bounded name of the error, for metric labels.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            IngesterError::InvalidPush(_) => "invalid",
+            IngesterError::Overloaded { .. } => "overloaded",
+            IngesterError::ShuttingDown => "shutting_down",
+            IngesterError::Upload { .. } => "upload_failed",
+            IngesterError::Register { .. } => "register_failed",
+            IngesterError::Encode { .. } => "encode_failed",
+        }
+    }
+}
+
 /// Result alias of this crate.
 pub type Result<T, E = IngesterError> = std::result::Result<T, E>;

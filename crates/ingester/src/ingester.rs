@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use ulid::Ulid;
 
+use crate::metrics::RefusedLabels;
 use crate::{IngesterConfig, IngesterError, IngesterMetrics, Result};
 
 type Waiter = oneshot::Sender<Result<String>>;
@@ -107,6 +108,22 @@ impl Ingester {
     /// Buffers the profiles of `request` and returns once the segment that
     /// holds them is in object storage and registered in the metastore.
     pub async fn push(&self, request: PushRequest) -> Result<PushResponse> {
+        let tenant = request.tenant.clone();
+        let result = self.buffer_and_wait(request).await;
+        if let Err(e) = &result {
+            self.inner
+                .metrics
+                .refused_pushes
+                .get_or_create(&RefusedLabels {
+                    tenant,
+                    reason: e.reason().into(),
+                })
+                .inc();
+        }
+        result
+    }
+
+    async fn buffer_and_wait(&self, request: PushRequest) -> Result<PushResponse> {
         let started = Instant::now();
         let inner = &self.inner;
         if inner.closing.load(Ordering::Acquire) {

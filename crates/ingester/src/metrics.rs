@@ -1,9 +1,21 @@
 //! Ingester metrics.
 
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+/// Labels of refused pushes.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedLabels {
+    /// Tenant id.
+    pub tenant: String,
+    /// Why the push was not acknowledged (`overloaded`, `shutting_down`,
+    /// `invalid`, `upload_failed`, `register_failed`, `encode_failed`).
+    pub reason: String,
+}
 
 /// Metrics of one ingester.
 #[derive(Debug, Clone)]
@@ -22,6 +34,8 @@ pub struct IngesterMetrics {
     pub ack_latency: Histogram,
     /// Bytes waiting in buffers.
     pub buffered_bytes: Gauge,
+    /// Pushes answered with an error, by tenant and reason.
+    pub refused_pushes: Family<RefusedLabels, Counter>,
 }
 
 impl IngesterMetrics {
@@ -35,6 +49,7 @@ impl IngesterMetrics {
             flush_duration: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
             ack_latency: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
             buffered_bytes: Gauge::default(),
+            refused_pushes: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("kiln_ingester");
         r.register(
@@ -71,6 +86,11 @@ impl IngesterMetrics {
             "buffered_bytes",
             "Bytes of profiles waiting to be flushed",
             m.buffered_bytes.clone(),
+        );
+        r.register(
+            "refused_pushes",
+            "Pushes not acknowledged, by tenant and reason",
+            m.refused_pushes.clone(),
         );
         m
     }
