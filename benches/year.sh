@@ -14,14 +14,16 @@
 #   B  after the day job of the last day (default configuration): every
 #      window is answered from roll-up tiers.
 #
-#   benches/year.sh                         # ~30-60 min on 2 cores, plus the release build
+#   benches/year.sh                         # ~35 min on 2 cores (200 hits per profile), plus the release build
+#   HITS=2000 RAW_DAYS=29 benches/year.sh   # denser profiles, raw days to the 30-day retention (~2 h)
 #   DAYS=30 benches/year.sh                 # a shorter dataset
 #   REUSE=1 benches/year.sh                 # query an existing $DATA again
 #
 # Environment: CARGO_TARGET_DIR (default /root/.cache/kiln-bench-target),
 # KILN_BIN (use this binary, no build), OUT (default
 # $CARGO_TARGET_DIR/bench-results), DATA (default /root/.cache/kiln-year-data;
-# removed first unless REUSE=1), DAYS (365), RAW_DAYS (29), ITERATIONS (10),
+# removed first unless REUSE=1), DAYS (365), RAW_DAYS (6), HITS (200, mean
+# samples per profile), ITERATIONS (10),
 # GEN_FLAGS (extra flags for `kiln bench year generate`), KEEP_DATA=1 keeps
 # $DATA at the end.
 set -euo pipefail
@@ -31,7 +33,8 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/root/.cache/kiln-bench-target}
 OUT=${OUT:-$CARGO_TARGET_DIR/bench-results}
 DATA=${DATA:-/root/.cache/kiln-year-data}
 DAYS=${DAYS:-365}
-RAW_DAYS=${RAW_DAYS:-29}
+RAW_DAYS=${RAW_DAYS:-6}
+HITS=${HITS:-200}
 ITERATIONS=${ITERATIONS:-10}
 GEN_FLAGS=${GEN_FLAGS:-}
 mkdir -p "$OUT"
@@ -114,7 +117,7 @@ if [ -z "${REUSE:-}" ]; then
   log "generate: $DAYS days, raw days $RAW_DAYS ($(date -u +%FT%TZ))"
   # shellcheck disable=SC2086
   /usr/bin/time -v "$BIN" bench year generate --metastore "$GRPC" --data-dir "$DATA" \
-    --days "$DAYS" --raw-days "$RAW_DAYS" --manifest "$DATA/year.json" --settle 30s $GEN_FLAGS \
+    --days "$DAYS" --raw-days "$RAW_DAYS" --hits "$HITS" --manifest "$DATA/year.json" --settle 30s $GEN_FLAGS \
     2> "$OUT/year-generate.txt"
   grep -E '^(wrote|block index|done)|Elapsed|Maximum resident|User time|System time' "$OUT/year-generate.txt" | tee -a "$OUT/year-summary.txt"
   grep 'compaction job committed' "$LOG" > "$OUT/year-compaction-jobs.txt" || true
