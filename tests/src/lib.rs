@@ -323,6 +323,7 @@ pub struct Client {
     http: reqwest::Client,
     base: String,
     tenant: Option<String>,
+    authorization: Option<String>,
 }
 
 impl Client {
@@ -332,7 +333,14 @@ impl Client {
             http: reqwest::Client::new(),
             base: base.trim_end_matches('/').to_owned(),
             tenant: None,
+            authorization: None,
         }
+    }
+
+    /// Sends `Authorization: <value>` (e.g. `Bearer t`) with every request.
+    pub fn with_authorization(mut self, value: &str) -> Self {
+        self.authorization = Some(value.to_owned());
+        self
     }
 
     /// Sends `X-Scope-OrgID: tenant` with every request.
@@ -344,6 +352,10 @@ impl Client {
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<Reply> {
         let req = match &self.tenant {
             Some(t) => req.header("X-Scope-OrgID", t),
+            None => req,
+        };
+        let req = match &self.authorization {
+            Some(a) => req.header("Authorization", a),
             None => req,
         };
         let resp = req.send().await?;

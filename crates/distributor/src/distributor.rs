@@ -5,18 +5,20 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures::future::try_join_all;
-use kiln_cluster::{IngesterClients, Ring, RingSource, shard_for};
+use kiln_cluster::{IngesterClients, MemberList, Ring, RingSource, shard_for};
 use kiln_formats::ingest::{IngestBody, IngestParams, profiles_from_ingest};
-use kiln_formats::push::profiles_from_push_series;
+use kiln_formats::push::profiles_and_decoded_size_from_push_series;
 use kiln_formats::{FormatError, Limits, SeriesProfile};
 use kiln_model::labels::{LABEL_SERVICE_NAME, UNKNOWN_SERVICE};
-use kiln_model::{HasErrorCode, TenantId};
+use kiln_model::{HasErrorCode, LimitsSource, TenantId, TenantLimits};
 use kiln_proto::kiln::ingester::v1::{
     Profile as IngesterProfile, PushRequest as IngesterPushRequest,
 };
 use kiln_proto::push::v1::PushRequest;
 use kiln_proto::types::v1::LabelPair;
+use prost::Message;
 
+use crate::limiter::{RateLimiter, SeriesLimiter};
 use crate::metrics::{DiscardLabels, TenantLabels};
 use crate::{DistributorConfig, DistributorError, DistributorMetrics, Result};
 
@@ -24,10 +26,13 @@ use crate::{DistributorConfig, DistributorError, DistributorMetrics, Result};
 #[derive(Debug, Clone)]
 pub struct Distributor {
     config: DistributorConfig,
-    limits: Limits,
+    limits: Arc<dyn LimitsSource>,
     ring: Arc<dyn RingSource>,
     clients: Arc<IngesterClients>,
     metrics: DistributorMetrics,
+    rate: Arc<RateLimiter>,
+    series: Arc<SeriesLimiter>,
+    distributors: Option<Arc<MemberList>>,
 }
 
 fn now_ns() -> i64 {
@@ -41,7 +46,7 @@ impl Distributor {
     /// A distributor routing over `ring` through `clients`.
     pub fn new(
         config: DistributorConfig,
-        limits: Limits,
+        limits: Arc<dyn LimitsSource>,
         ring: Arc<dyn RingSource>,
         clients: Arc<IngesterClients>,
         metrics: DistributorMetrics,
@@ -52,12 +57,95 @@ impl Distributor {
             ring,
             clients,
             metrics,
+            rate: Arc::default(),
+            series: Arc::default(),
+            distributors: None,
         }
     }
 
-    /// The limits applied to writes.
-    pub fn limits(&self) -> &Limits {
-        &self.limits
+    /// Shares each tenant's ingestion rate with the live members of
+    /// `distributors` (this node included).
+    pub fn with_distributors(mut self, distributors: Arc<MemberList>) -> Self {
+        self.distributors = Some(distributors);
+        self
+    }
+
+    /// The limits of `tenant`.
+    pub fn tenant_limits(&self, tenant: &TenantId) -> Arc<TenantLimits> {
+        self.limits.limits(tenant)
+    }
+
+    /// The parse limits of `tenant`.
+    fn parse_limits(&self, tenant: &TenantId) -> Limits {
+        Limits::from(&*self.limits.limits(tenant))
+    }
+
+    /// Applies the tenant's ingestion rate and series limits to parsed
+    /// profiles, before anything is sent.
+    fn admit(&self, tenant: &TenantId, profiles: &[SeriesProfile]) -> Result<()> {
+        if profiles.is_empty() {
+            return Ok(());
+        }
+        let limits = self.limits.limits(tenant);
+        let now = std::time::Instant::now();
+        let mut fingerprints = Vec::with_capacity(profiles.len());
+        let mut bytes = 0usize;
+        for p in profiles {
+            bytes += p.profile.encoded_len()
+                + p.labels
+                    .iter()
+                    .map(|(n, v)| n.len() + v.len())
+                    .sum::<usize>();
+            // One series per sample type.
+            let base = p.labels.fingerprint();
+            for st in &p.profile.sample_type {
+                fingerprints.push(
+                    base ^ (st.r#type as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                        ^ (st.unit as u64).rotate_left(17),
+                );
+            }
+        }
+        let discard = |reason: &str| {
+            self.metrics
+                .discarded_profiles
+                .get_or_create(&DiscardLabels {
+                    tenant: tenant.to_string(),
+                    reason: reason.into(),
+                })
+                .inc_by(profiles.len() as u64);
+            self.metrics
+                .discarded_requests
+                .get_or_create(&DiscardLabels {
+                    tenant: tenant.to_string(),
+                    reason: reason.into(),
+                })
+                .inc();
+        };
+        let share = self
+            .distributors
+            .as_ref()
+            .map(|d| d.members().len().max(1))
+            .unwrap_or(1) as f64;
+        let rate = limits.ingestion_rate_mb * 1e6 / share;
+        let burst = limits.ingestion_burst_size_mb * 1e6;
+        if let Err(retry_after) = self.rate.admit(tenant.as_str(), bytes, rate, burst, now) {
+            discard("rate_limited");
+            return Err(DistributorError::RateLimited {
+                rate_mb: limits.ingestion_rate_mb,
+                retry_after,
+            });
+        }
+        if let Err(active) =
+            self.series
+                .admit(tenant.as_str(), &fingerprints, limits.max_series, now)
+        {
+            discard("series_limit");
+            return Err(DistributorError::SeriesLimit {
+                limit: limits.max_series,
+                active,
+            });
+        }
+        Ok(())
     }
 
     /// Handles a `push.v1.PusherService/Push` request.
@@ -68,20 +156,20 @@ impl Distributor {
         request_bytes: usize,
     ) -> Result<()> {
         self.count_bytes(tenant, request_bytes);
-        let limits = self.limits.clone();
+        let limits = self.parse_limits(tenant);
         let parsed = tokio::task::spawn_blocking(move || -> Result<Vec<SeriesProfile>> {
             let now = now_ns();
             let mut out = Vec::new();
             let mut uncompressed = 0usize;
             for series in &request.series {
                 for sample in &series.samples {
-                    let profiles = profiles_from_push_series(
+                    let (profiles, decoded_size) = profiles_and_decoded_size_from_push_series(
                         &series.labels,
                         &sample.raw_profile,
                         &limits,
                         now,
                     )?;
-                    uncompressed += sample.raw_profile.len();
+                    uncompressed += decoded_size;
                     if uncompressed > limits.max_body_bytes {
                         return Err(FormatError::TooLarge {
                             limit: limits.max_body_bytes,
@@ -97,6 +185,7 @@ impl Distributor {
         .await
         .map_err(|e| DistributorError::Internal(e.to_string()))?;
         let profiles = self.observe(tenant, parsed)?;
+        self.admit(tenant, &profiles)?;
         self.send(tenant, profiles).await
     }
 
@@ -109,7 +198,7 @@ impl Distributor {
         body: IngestBody,
     ) -> Result<()> {
         self.count_bytes(tenant, body.len());
-        let limits = self.limits.clone();
+        let limits = self.parse_limits(tenant);
         let parsed = tokio::task::spawn_blocking(move || {
             profiles_from_ingest(&params, content_type.as_deref(), body, &limits, now_ns())
                 .map_err(DistributorError::from)
@@ -117,13 +206,14 @@ impl Distributor {
         .await
         .map_err(|e| DistributorError::Internal(e.to_string()))?;
         let profiles = self.observe(tenant, parsed)?;
+        self.admit(tenant, &profiles)?;
         self.send(tenant, profiles).await
     }
 
     /// Handles an OTLP `ExportProfilesServiceRequest` (protobuf, gzip sniffed).
     pub async fn otlp(&self, tenant: &TenantId, body: bytes::Bytes) -> Result<()> {
         self.count_bytes(tenant, body.len());
-        let limits = self.limits.clone();
+        let limits = self.parse_limits(tenant);
         let parsed = tokio::task::spawn_blocking(move || {
             kiln_formats::otlp::profiles_from_otlp(&body, &limits, now_ns())
                 .map_err(DistributorError::from)
@@ -131,6 +221,7 @@ impl Distributor {
         .await
         .map_err(|e| DistributorError::Internal(e.to_string()))?;
         let profiles = self.observe(tenant, parsed)?;
+        self.admit(tenant, &profiles)?;
         self.send(tenant, profiles).await
     }
 
@@ -142,7 +233,7 @@ impl Distributor {
         request_bytes: usize,
     ) -> Result<()> {
         self.count_bytes(tenant, request_bytes);
-        let limits = self.limits.clone();
+        let limits = self.parse_limits(tenant);
         let parsed = tokio::task::spawn_blocking(move || {
             kiln_formats::otlp::profiles_from_otlp_request(&request, &limits, now_ns())
                 .map_err(DistributorError::from)
@@ -150,6 +241,7 @@ impl Distributor {
         .await
         .map_err(|e| DistributorError::Internal(e.to_string()))?;
         let profiles = self.observe(tenant, parsed)?;
+        self.admit(tenant, &profiles)?;
         self.send(tenant, profiles).await
     }
 
@@ -183,13 +275,14 @@ impl Distributor {
                     _ if e.code() == kiln_model::ErrorCode::InvalidArgument => "malformed_profile",
                     _ => "internal",
                 };
-                self.metrics
-                    .discarded_requests
-                    .get_or_create(&DiscardLabels {
-                        tenant: tenant.to_string(),
-                        reason: reason.into(),
-                    })
-                    .inc();
+                let labels = DiscardLabels {
+                    tenant: tenant.to_string(),
+                    reason: reason.into(),
+                };
+                self.metrics.discarded_requests.get_or_create(&labels).inc();
+                // How many profiles a refused request held is unknown: it
+                // counts as one.
+                self.metrics.discarded_profiles.get_or_create(&labels).inc();
                 Err(e)
             }
         }

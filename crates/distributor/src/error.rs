@@ -31,6 +31,22 @@ pub enum DistributorError {
     /// The ingesters did not answer in time.
     #[error("timed out after {0:?} waiting for the ingesters")]
     Timeout(std::time::Duration),
+    /// The tenant's ingestion rate is used up.
+    #[error("ingestion rate limit ({rate_mb} MB/s) reached; retry after {retry_after:?}")]
+    RateLimited {
+        /// The tenant's limit.
+        rate_mb: f64,
+        /// When enough budget will be back.
+        retry_after: std::time::Duration,
+    },
+    /// The push would create more active series than the tenant may have.
+    #[error("series limit reached: the tenant has {active} active series and may have {limit}")]
+    SeriesLimit {
+        /// The tenant's limit.
+        limit: usize,
+        /// Active series now.
+        active: usize,
+    },
     /// An internal task failed.
     #[error("internal error: {0}")]
     Internal(String),
@@ -45,6 +61,16 @@ impl HasErrorCode for DistributorError {
             DistributorError::Ingester { source, .. } => source.code(),
             DistributorError::Timeout(_) => ErrorCode::Timeout,
             DistributorError::Internal(_) => ErrorCode::Internal,
+            DistributorError::RateLimited { .. } | DistributorError::SeriesLimit { .. } => {
+                ErrorCode::ResourceExhausted
+            }
+        }
+    }
+
+    fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            DistributorError::RateLimited { retry_after, .. } => Some(*retry_after),
+            _ => None,
         }
     }
 }

@@ -30,6 +30,9 @@ pub struct DistributorMetrics {
     pub received_profiles: Family<TenantLabels, Counter>,
     /// Requests refused, by reason.
     pub discarded_requests: Family<DiscardLabels, Counter>,
+    /// Profiles refused, by reason (a request refused before its profiles
+    /// were parsed counts as one).
+    pub discarded_profiles: Family<DiscardLabels, Counter>,
 }
 
 impl DistributorMetrics {
@@ -39,6 +42,7 @@ impl DistributorMetrics {
             received_bytes: Family::default(),
             received_profiles: Family::default(),
             discarded_requests: Family::default(),
+            discarded_profiles: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("kiln_distributor");
         r.register(
@@ -55,6 +59,11 @@ impl DistributorMetrics {
             "discarded_requests",
             "Write requests refused, by reason",
             m.discarded_requests.clone(),
+        );
+        r.register(
+            "discarded_profiles",
+            "Profiles refused, by tenant and reason",
+            m.discarded_profiles.clone(),
         );
         m
     }

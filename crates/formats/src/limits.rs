@@ -59,9 +59,34 @@ impl Default for Limits {
     }
 }
 
+impl From<&kiln_model::TenantLimits> for Limits {
+    fn from(t: &kiln_model::TenantLimits) -> Self {
+        Limits {
+            max_profile_bytes: t.max_profile_bytes,
+            max_samples: t.max_samples,
+            max_sample_labels: t.max_sample_labels,
+            max_stack_depth: t.max_stack_depth,
+            max_symbol_len: t.max_symbol_len,
+            max_label_names: t.max_label_names,
+            max_label_name_len: t.max_label_name_len,
+            max_label_value_len: t.max_label_value_len,
+            max_body_bytes: t.max_body_bytes,
+            max_jfr_bytes: t.max_jfr_bytes,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tenant_limit_defaults_are_the_same() {
+        assert_eq!(
+            Limits::from(&kiln_model::TenantLimits::default()),
+            Limits::default()
+        );
+    }
 
     #[test]
     fn missing_keys_take_defaults_and_unknown_keys_fail() {

@@ -93,6 +93,12 @@ pub trait HasErrorCode {
     fn is_retryable(&self) -> bool {
         self.code().is_retryable()
     }
+
+    /// How long the client should wait before retrying, when the server
+    /// knows (rate limits); sent as `Retry-After`.
+    fn retry_after(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// An error of the model itself: always a client mistake.

@@ -9,13 +9,6 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct QuerierConfig {
-    /// Node budget of flame graphs when a request sets none.
-    pub max_nodes_default: i64,
-    /// Largest node budget a request may ask for.
-    pub max_nodes_max: i64,
-    /// Longest time range of one query; `0s` means no limit.
-    #[serde(with = "humantime_serde")]
-    pub max_query_length: Duration,
     /// Memory for cached series tables and symbols of blocks.
     pub cache_size: ByteSize,
     /// Blocks scanned at the same time by one query.
@@ -32,9 +25,6 @@ pub struct QuerierConfig {
 impl Default for QuerierConfig {
     fn default() -> Self {
         QuerierConfig {
-            max_nodes_default: 8192,
-            max_nodes_max: 1_048_576,
-            max_query_length: Duration::ZERO,
             cache_size: ByteSize::mib(256),
             block_concurrency: 8,
             query_timeout: Duration::from_secs(120),
@@ -46,11 +36,6 @@ impl Default for QuerierConfig {
 impl QuerierConfig {
     /// Checks the values.
     pub fn validate(&self) -> Result<(), String> {
-        if self.max_nodes_default <= 0 || self.max_nodes_default > self.max_nodes_max {
-            return Err(
-                "`querier.max_nodes_default` must be between 1 and `querier.max_nodes_max`".into(),
-            );
-        }
         if self.block_concurrency == 0 {
             return Err("`querier.block_concurrency` must be at least 1".into());
         }

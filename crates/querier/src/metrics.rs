@@ -13,6 +13,15 @@ pub struct MethodLabels {
     pub method: String,
 }
 
+/// Labels of refused queries.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectLabels {
+    /// Tenant id.
+    pub tenant: String,
+    /// Which rule refused it (`query_limit`, `flamegraph_limit`, ...).
+    pub reason: String,
+}
+
 /// Metrics of one querier.
 #[derive(Debug, Clone)]
 pub struct QuerierMetrics {
@@ -24,6 +33,8 @@ pub struct QuerierMetrics {
     pub cache_hits: Counter,
     /// Cache misses.
     pub cache_misses: Counter,
+    /// Queries refused by a limit or rule, by tenant and reason.
+    pub rejected_queries: Family<RejectLabels, Counter>,
     /// Shares of queries answered by other queriers.
     pub remote_shares: Counter,
     /// Shares other queriers failed (then read locally).
@@ -40,6 +51,7 @@ impl QuerierMetrics {
             blocks_read: Counter::default(),
             cache_hits: Counter::default(),
             cache_misses: Counter::default(),
+            rejected_queries: Family::default(),
             remote_shares: Counter::default(),
             remote_share_failures: Counter::default(),
         };
@@ -63,6 +75,11 @@ impl QuerierMetrics {
             "cache_misses",
             "Misses of the block series/symbol cache",
             m.cache_misses.clone(),
+        );
+        r.register(
+            "rejected_queries",
+            "Queries refused by a limit or validation rule",
+            m.rejected_queries.clone(),
         );
         r.register(
             "remote_shares",

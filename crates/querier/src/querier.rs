@@ -8,7 +8,10 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use kiln_cluster::MetastoreClient;
 use kiln_model::labels::is_legacy_label_name;
 use kiln_model::timeseries::Buckets;
-use kiln_model::{FlameGraph, FlameGraphDiff, ProfileType, Selector, StackTree, TenantId};
+use kiln_model::{
+    FlameGraph, FlameGraphDiff, LimitsSource, ProfileType, Selector, StackTree, TenantId,
+    TenantLimits,
+};
 use kiln_proto::google::v1::Profile;
 use kiln_proto::kiln::metastore::v1::{BlockMeta, QueryBlocksRequest};
 use kiln_proto::kiln::querier::v1 as kq;
@@ -51,6 +54,7 @@ pub struct TreeQuery {
 /// The querier role.
 pub struct Querier {
     config: QuerierConfig,
+    limits: Arc<dyn LimitsSource>,
     metastore: MetastoreClient,
     store: Arc<dyn ObjectStore>,
     scanner: Scanner,
@@ -98,6 +102,7 @@ impl Querier {
     /// A querier reading blocks listed by `metastore` from `store`.
     pub fn new(
         config: QuerierConfig,
+        limits: Arc<dyn LimitsSource>,
         metastore: MetastoreClient,
         store: Arc<dyn ObjectStore>,
         metrics: QuerierMetrics,
@@ -109,6 +114,7 @@ impl Querier {
             series: Cache::new(cache / 4),
             symbols: Cache::new(cache / 2),
             config,
+            limits,
             metastore,
             store,
             metrics,
@@ -137,40 +143,75 @@ impl Querier {
     }
 
     /// Checks a time range against the rules.
-    fn check_range(&self, start_ms: i64, end_ms: i64) -> Result<()> {
+    /// The query limits of `tenants` (the strictest when several).
+    fn query_limits(&self, tenants: &[TenantId]) -> TenantLimits {
+        let all: Vec<Arc<TenantLimits>> = tenants.iter().map(|t| self.limits.limits(t)).collect();
+        TenantLimits::strictest(all.iter().map(|l| &**l))
+    }
+
+    fn reject(&self, tenants: &[TenantId], reason: &str) {
+        for t in tenants {
+            self.metrics
+                .rejected_queries
+                .get_or_create(&crate::metrics::RejectLabels {
+                    tenant: t.to_string(),
+                    reason: reason.to_owned(),
+                })
+                .inc();
+        }
+    }
+
+    /// Checks a time range against the rules and the tenants' limits.
+    fn check_range(&self, tenants: &[TenantId], start_ms: i64, end_ms: i64) -> Result<()> {
         if start_ms == 0 || end_ms == 0 {
+            self.reject(tenants, "missing_time_range");
             return Err(QuerierError::InvalidRequest(
                 "missing time range: start and end are required".into(),
             ));
         }
         if start_ms > end_ms {
+            self.reject(tenants, "invalid_time_range");
             return Err(QuerierError::InvalidRequest(format!(
                 "invalid time range: start {start_ms} is after end {end_ms}"
             )));
         }
-        let max = self.config.max_query_length;
+        let max = self.query_limits(tenants).max_query_length;
         if !max.is_zero() && (end_ms - start_ms) as u128 > max.as_millis() {
+            self.reject(tenants, "query_limit");
             return Err(QuerierError::InvalidRequest(format!(
-                "the query time range exceeds the limit (querier.max_query_length {})",
+                "the query time range exceeds the limit (limits.max_query_length {})",
                 humantime_like(max)
             )));
         }
         Ok(())
     }
 
-    /// The node budget of a request: default when absent or 0.
-    pub fn max_nodes(&self, requested: Option<i64>) -> Result<usize> {
+    /// The node budget of a request by `tenants`: their default when absent
+    /// or 0; more than their maximum, or negative, is an error.
+    pub fn max_nodes_for(&self, tenants: &[TenantId], requested: Option<i64>) -> Result<usize> {
+        let limits = self.query_limits(tenants);
         match requested {
-            None | Some(0) => Ok(self.config.max_nodes_default as usize),
-            Some(n) if n < 0 => Err(QuerierError::InvalidRequest(format!(
-                "max_nodes must not be negative, got {n}"
-            ))),
-            Some(n) if n > self.config.max_nodes_max => Err(QuerierError::InvalidRequest(format!(
-                "max_nodes {n} exceeds the limit {}",
-                self.config.max_nodes_max
-            ))),
+            None | Some(0) => Ok(limits.max_nodes_default as usize),
+            Some(n) if n < 0 => {
+                self.reject(tenants, "flamegraph_limit");
+                Err(QuerierError::InvalidRequest(format!(
+                    "max_nodes must not be negative, got {n}"
+                )))
+            }
+            Some(n) if n > limits.max_nodes_max => {
+                self.reject(tenants, "flamegraph_limit");
+                Err(QuerierError::InvalidRequest(format!(
+                    "max_nodes {n} exceeds the limit {} (limits.max_nodes_max)",
+                    limits.max_nodes_max
+                )))
+            }
             Some(n) => Ok(n as usize),
         }
+    }
+
+    /// The node budget of a request under the default tenant's limits.
+    pub fn max_nodes(&self, requested: Option<i64>) -> Result<usize> {
+        self.max_nodes_for(&[TenantId::anonymous()], requested)
     }
 
     async fn blocks(
@@ -346,7 +387,7 @@ impl Querier {
         query: &TreeQuery,
         mode: FrameMode,
     ) -> Result<StackTree> {
-        self.check_range(query.start_ms, query.end_ms)?;
+        self.check_range(tenants, query.start_ms, query.end_ms)?;
         let (start_ns, end_ns) = ms_range_to_ns(query.start_ms, query.end_ms);
         let blocks = self
             .blocks(
@@ -558,7 +599,7 @@ impl Querier {
         req: q::SelectMergeStacktracesRequest,
     ) -> Result<q::SelectMergeStacktracesResponse> {
         let started = Instant::now();
-        let max_nodes = self.max_nodes(req.max_nodes)?;
+        let max_nodes = self.max_nodes_for(tenants, req.max_nodes)?;
         let mut query = self.tree_query(
             &req.profile_type_id,
             &req.label_selector,
@@ -622,7 +663,7 @@ impl Querier {
         req: q::SelectMergeSpanProfileRequest,
     ) -> Result<q::SelectMergeSpanProfileResponse> {
         let started = Instant::now();
-        let max_nodes = self.max_nodes(req.max_nodes)?;
+        let max_nodes = self.max_nodes_for(tenants, req.max_nodes)?;
         let mut query = self.tree_query(
             &req.profile_type_id,
             &req.label_selector,
@@ -688,8 +729,8 @@ impl Querier {
             ));
         };
         let max_nodes = self
-            .max_nodes(left.max_nodes)?
-            .max(self.max_nodes(right.max_nodes)?);
+            .max_nodes_for(tenants, left.max_nodes)?
+            .max(self.max_nodes_for(tenants, right.max_nodes)?);
         let lq = self.tree_query(
             &left.profile_type_id,
             &left.label_selector,
@@ -720,7 +761,7 @@ impl Querier {
         req: q::SelectSeriesRequest,
     ) -> Result<q::SelectSeriesResponse> {
         let started = Instant::now();
-        self.check_range(req.start, req.end)?;
+        self.check_range(tenants, req.start, req.end)?;
         if req.step.is_nan() || req.step < 0.001 {
             return Err(QuerierError::InvalidRequest(format!(
                 "step must be at least 0.001 seconds, got {}",
@@ -917,7 +958,7 @@ impl Querier {
         start: i64,
         end: i64,
     ) -> Result<Vec<SeriesRow>> {
-        self.check_range(start, end)?;
+        self.check_range(tenants, start, end)?;
         let selectors = parse_selectors(matchers)?;
         let (start_ns, end_ns) = ms_range_to_ns(start, end);
         let blocks = self
@@ -1042,7 +1083,7 @@ impl Querier {
             let now = now_ms();
             (now - 3_600_000, now)
         } else {
-            self.check_range(req.start, req.end)?;
+            self.check_range(tenants, req.start, req.end)?;
             (req.start, req.end)
         };
         let (start_ns, end_ns) = ms_range_to_ns(start, end);

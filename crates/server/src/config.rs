@@ -12,13 +12,15 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Yaml};
 use kiln_compactor::CompactorConfig;
 use kiln_distributor::DistributorConfig;
-use kiln_formats::Limits;
 use kiln_ingester::IngesterConfig;
 use kiln_metastore::MetastoreConfig;
+use kiln_model::TenantLimits;
 use kiln_querier::QuerierConfig;
 use kiln_storage::StorageConfig;
 use serde::{Deserialize, Serialize};
 
+use crate::auth::{Auth, AuthConfig};
+use crate::limits::RuntimeConfig;
 use crate::modules::Targets;
 
 /// Tenancy settings.
@@ -92,10 +94,15 @@ pub struct Config {
     pub querier: QuerierConfig,
     /// Compactor settings (compaction, roll-up tiers, retention).
     pub compactor: CompactorConfig,
-    /// Per-profile ingest limits.
-    pub limits: Limits,
+    /// Every tenant's limits (ingest, series, query); see `runtime_config`
+    /// for per-tenant overrides.
+    pub limits: TenantLimits,
+    /// Per-tenant overrides, re-read without a restart.
+    pub runtime_config: RuntimeConfig,
     /// Tenancy.
     pub multitenancy: MultitenancyConfig,
+    /// Credentials for the APIs.
+    pub auth: AuthConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -116,8 +123,10 @@ impl Default for Config {
             ingester: IngesterConfig::default(),
             querier: QuerierConfig::default(),
             compactor: CompactorConfig::default(),
-            limits: Limits::default(),
+            limits: TenantLimits::default(),
+            runtime_config: RuntimeConfig::default(),
             multitenancy: MultitenancyConfig::default(),
+            auth: AuthConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -209,6 +218,23 @@ impl Config {
         self.querier.validate().map_err(ConfigError)?;
         self.metastore.validate().map_err(ConfigError)?;
         self.compactor.validate().map_err(ConfigError)?;
+        self.limits
+            .validate()
+            .map_err(|e| ConfigError(format!("limits: {e}")))?;
+        self.runtime_config.validate().map_err(ConfigError)?;
+        let overrides = &self.runtime_config.file;
+        if !overrides.as_os_str().is_empty() && overrides.is_file() {
+            let text = std::fs::read_to_string(overrides).map_err(|e| {
+                ConfigError(format!(
+                    "cannot read runtime_config.file {}: {e}",
+                    overrides.display()
+                ))
+            })?;
+            crate::limits::parse_overrides(&text, &self.limits).map_err(|e| {
+                ConfigError(format!("runtime_config.file {}: {e}", overrides.display()))
+            })?;
+        }
+        Auth::from_config(&self.auth, self.multitenancy.enabled).map_err(ConfigError)?;
         Ok(())
     }
 

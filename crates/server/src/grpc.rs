@@ -23,7 +23,11 @@ use tonic::{Request, Response, Status};
 use crate::tenant::ORG_ID_HEADER;
 
 fn status_of(e: crate::http::ApiError) -> Status {
-    Status::new(kiln_cluster::status::grpc_code(e.code), e.message)
+    let mut status = Status::new(kiln_cluster::status::grpc_code(e.code), e.message.clone());
+    if let Some(secs) = e.retry_after_secs() {
+        status.metadata_mut().insert("retry-after", secs.into());
+    }
+    status
 }
 
 fn headers_of(metadata: &MetadataMap) -> http::HeaderMap {

@@ -25,8 +25,10 @@ use kiln_querier::Querier;
 use prometheus_client::registry::Registry;
 
 pub use connect::read_body;
+pub(crate) use connect::grpc_error;
 pub use error::ApiError;
 
+use crate::auth::{self, Auth, Scope};
 use crate::tenant::{tenant_for_write, tenants_for_read};
 
 /// What every handler can reach.
@@ -44,6 +46,8 @@ pub struct AppState {
     pub registry: Arc<Mutex<Registry>>,
     /// Readiness.
     pub ready: Arc<AtomicBool>,
+    /// Credentials checker, when auth is on.
+    pub auth: Option<Arc<Auth>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -61,9 +65,33 @@ pub(crate) fn now_ns() -> i64 {
         .unwrap_or_default()
 }
 
-/// Builds the router.
+/// Paths of the ingest APIs (the `write` scope).
+pub const WRITE_ROUTES: &[&str] = &[
+    "/ingest",
+    "/pyroscope/ingest",
+    "/push.v1.PusherService/Push",
+    "/v1development/profiles",
+    "/opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export",
+];
+
+/// Paths of the query APIs (the `read` scope); `{method}` stands for every
+/// method of the service.
+pub const READ_ROUTES: &[&str] = &[
+    "/querier.v1.QuerierService/{method}",
+    "/pyroscope/render",
+    "/pyroscope/render-diff",
+    "/pyroscope/label-values",
+    "/pyroscope/labels",
+    "/kiln.ui.v1/{method}",
+];
+
+/// Paths open without credentials.
+pub const OPEN_ROUTES: &[&str] = &["/ready", "/metrics", "/api/v1/status/buildinfo"];
+
+/// Builds the router. With auth on, the ingest routes need the `write`
+/// scope and the query routes the `read` scope.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let write = Router::new()
         .route("/ingest", post(ingest::ingest))
         .route("/pyroscope/ingest", post(ingest::ingest))
         .route("/push.v1.PusherService/Push", post(push))
@@ -71,16 +99,33 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export",
             post(otlp_export),
-        )
+        );
+    let read = Router::new()
         .route("/querier.v1.QuerierService/{method}", post(querier_method))
         .route("/pyroscope/render", get(render::render))
         .route("/pyroscope/render-diff", get(render::render_diff))
         .route("/pyroscope/label-values", get(render::label_values))
         .route("/pyroscope/labels", get(render::labels))
+        .merge(ui_api::routes());
+    let (write, read) = match &state.auth {
+        Some(auth) => (
+            write.route_layer(axum::middleware::from_fn_with_state(
+                (Arc::clone(auth), Scope::Write),
+                auth::require,
+            )),
+            read.route_layer(axum::middleware::from_fn_with_state(
+                (Arc::clone(auth), Scope::Read),
+                auth::require,
+            )),
+        ),
+        None => (write, read),
+    };
+    Router::new()
+        .merge(write)
+        .merge(read)
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))
         .route("/api/v1/status/buildinfo", get(ops::buildinfo))
-        .merge(ui_api::routes())
         .with_state(state)
 }
 

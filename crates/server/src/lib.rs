@@ -7,9 +7,11 @@
 //! (readiness off → HTTP drains in-flight requests → ingester flushes →
 //! gRPC → metastore).
 
+pub mod auth;
 pub mod config;
 pub mod grpc;
 pub mod http;
+pub mod limits;
 pub mod modules;
 pub mod run;
 pub mod tenant;

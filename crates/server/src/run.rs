@@ -16,6 +16,7 @@ use kiln_ingester::grpc::IngesterGrpc;
 use kiln_ingester::{Ingester, IngesterMetrics};
 use kiln_metastore::Metastore;
 use kiln_metastore::grpc::MetastoreGrpc;
+use kiln_model::LimitsSource;
 use kiln_proto::kiln::ingester::v1::ingester_service_server::IngesterServiceServer;
 use kiln_proto::kiln::metastore::v1::Member;
 use kiln_proto::kiln::metastore::v1::metastore_service_server::MetastoreServiceServer;
@@ -30,8 +31,10 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tonic::service::interceptor::InterceptedService;
 
 use crate::Config;
+use crate::auth::{Auth, GrpcAuth, Scope};
 use crate::grpc::{OtlpGrpc, PushGrpc, QuerierGrpc, TaskGrpc};
 use crate::http::{AppState, router};
 use crate::modules::{Module, Target, Targets};
@@ -94,6 +97,16 @@ pub async fn run(
     let background = TaskTracker::new();
     let background_stop = CancellationToken::new();
 
+    let limits =
+        crate::limits::RuntimeLimits::new(config.limits.clone(), Some(&config.runtime_config.file))
+            .map_err(anyhow::Error::msg)
+            .context("invalid runtime_config.file")?;
+    background
+        .spawn(Arc::clone(&limits).watch(config.runtime_config.period, background_stop.clone()));
+    let limits_source = Arc::clone(&limits) as Arc<dyn LimitsSource>;
+    let auth =
+        Auth::from_config(&config.auth, config.multitenancy.enabled).map_err(anyhow::Error::msg)?;
+
     let store = if has(Module::Storage) {
         Some(config.storage.build(&config.data_dir)?)
     } else {
@@ -149,14 +162,29 @@ pub async fn run(
     } else {
         None
     };
+    // Distributors share each tenant's ingestion rate: each admits its
+    // part of it.
+    let distributor_list = has(Module::Distributor).then(|| {
+        MemberList::new(
+            metastore_client.clone(),
+            Target::Distributor.name(),
+            config.metastore.member_timeout,
+        )
+    });
     let distributor = match (has(Module::Distributor), &ring) {
-        (true, Some(ring)) => Some(Distributor::new(
-            config.distributor.clone(),
-            config.limits.clone(),
-            Arc::clone(ring) as Arc<dyn RingSource>,
-            Arc::new(IngesterClients::new(config.distributor.push_timeout)),
-            DistributorMetrics::register(&mut registry),
-        )),
+        (true, Some(ring)) => {
+            let d = Distributor::new(
+                config.distributor.clone(),
+                Arc::clone(&limits_source),
+                Arc::clone(ring) as Arc<dyn RingSource>,
+                Arc::new(IngesterClients::new(config.distributor.push_timeout)),
+                DistributorMetrics::register(&mut registry),
+            );
+            Some(match &distributor_list {
+                Some(list) => d.with_distributors(Arc::clone(list)),
+                None => d,
+            })
+        }
         _ => None,
     };
     let compactor = match (has(Module::Compactor), &store) {
@@ -182,6 +210,7 @@ pub async fn run(
         (true, Some(store)) => {
             let q = Querier::new(
                 config.querier.clone(),
+                Arc::clone(&limits_source),
                 metastore_client.clone(),
                 Arc::clone(store),
                 QuerierMetrics::register(&mut registry),
@@ -237,18 +266,24 @@ pub async fn run(
                     .max_encoding_message_size(MAX_GRPC_MESSAGE)
             }))
             .add_optional_service(distributor.as_ref().map(|d| {
-                PusherServiceServer::new(PushGrpc {
-                    distributor: d.clone(),
-                    multitenancy: config.multitenancy.enabled,
-                })
-                .max_decoding_message_size(config.limits.max_body_bytes)
+                InterceptedService::new(
+                    PusherServiceServer::new(PushGrpc {
+                        distributor: d.clone(),
+                        multitenancy: config.multitenancy.enabled,
+                    })
+                    .max_decoding_message_size(config.limits.max_body_bytes),
+                    GrpcAuth::new(auth.clone(), Scope::Write),
+                )
             }))
             .add_optional_service(distributor.as_ref().map(|d| {
-                ProfilesServiceServer::new(OtlpGrpc {
-                    distributor: d.clone(),
-                    multitenancy: config.multitenancy.enabled,
-                })
-                .max_decoding_message_size(config.limits.max_body_bytes)
+                InterceptedService::new(
+                    ProfilesServiceServer::new(OtlpGrpc {
+                        distributor: d.clone(),
+                        multitenancy: config.multitenancy.enabled,
+                    })
+                    .max_decoding_message_size(config.limits.max_body_bytes),
+                    GrpcAuth::new(auth.clone(), Scope::Write),
+                )
             }))
             .add_optional_service(
                 querier
@@ -263,11 +298,14 @@ pub async fn run(
                     }),
             )
             .add_optional_service(querier.as_ref().map(|q| {
-                QuerierServiceServer::new(QuerierGrpc {
-                    querier: Arc::clone(q),
-                    multitenancy: config.multitenancy.enabled,
-                })
-                .max_encoding_message_size(MAX_GRPC_MESSAGE)
+                InterceptedService::new(
+                    QuerierServiceServer::new(QuerierGrpc {
+                        querier: Arc::clone(q),
+                        multitenancy: config.multitenancy.enabled,
+                    })
+                    .max_encoding_message_size(MAX_GRPC_MESSAGE),
+                    GrpcAuth::new(auth.clone(), Scope::Read),
+                )
             }));
         let token = grpc_shutdown.clone();
         let incoming = TcpListenerStream::new(listeners.grpc);
@@ -299,6 +337,9 @@ pub async fn run(
     if let Some(ring) = &ring {
         background.spawn(Arc::clone(ring).run(Duration::from_secs(2), background_stop.clone()));
     }
+    if let Some(list) = &distributor_list {
+        background.spawn(Arc::clone(list).run(Duration::from_secs(2), background_stop.clone()));
+    }
     if let Some(list) = &querier_list {
         background.spawn(Arc::clone(list).run(Duration::from_secs(2), background_stop.clone()));
     }
@@ -326,6 +367,7 @@ pub async fn run(
         body_limit: config.limits.max_body_bytes,
         registry: Arc::new(Mutex::new(registry)),
         ready: Arc::clone(&ready),
+        auth: auth.clone(),
     };
     let http_shutdown = CancellationToken::new();
     let http_server = {

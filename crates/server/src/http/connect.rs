@@ -192,7 +192,7 @@ fn grpc_status_code(code: ErrorCode) -> u16 {
     }
 }
 
-fn grpc_error(err: &ApiError) -> Response {
+pub(crate) fn grpc_error(err: &ApiError) -> Response {
     let mut resp = Response::new(Body::empty());
     let h = resp.headers_mut();
     h.insert(
@@ -200,6 +200,9 @@ fn grpc_error(err: &ApiError) -> Response {
         HeaderValue::from_static("application/grpc+proto"),
     );
     h.insert("grpc-status", HeaderValue::from(grpc_status_code(err.code)));
+    if let Some(secs) = err.retry_after_secs() {
+        h.insert("retry-after", HeaderValue::from(secs));
+    }
     if let Ok(v) = HeaderValue::from_str(&percent_encode(&err.message)) {
         h.insert("grpc-message", v);
     }

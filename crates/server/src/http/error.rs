@@ -12,6 +12,9 @@ pub struct ApiError {
     pub code: ErrorCode,
     /// Message for the client.
     pub message: String,
+    /// When the client may retry (sent as `Retry-After`, in whole seconds,
+    /// at least 1).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl ApiError {
@@ -20,6 +23,7 @@ impl ApiError {
         ApiError {
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -36,7 +40,17 @@ impl ApiError {
             tracing::error!(error = %err, "internal error");
             return ApiError::new(code, "internal error; see the server log");
         }
-        ApiError::new(code, err.to_string())
+        ApiError {
+            retry_after: err.retry_after(),
+            ..ApiError::new(code, err.to_string())
+        }
+    }
+
+    /// The `Retry-After` value in whole seconds (rounded up, at least 1).
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        self.retry_after
+            .map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0))
+            .map(|s| s.max(1))
     }
 
     /// The JSON body.
@@ -57,6 +71,10 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        if let Some(secs) = self.retry_after_secs() {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         resp
     }
 }

@@ -69,7 +69,7 @@ async fn handle(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let limit = distributor.limits().max_body_bytes;
+    let limit = distributor.tenant_limits(&tenant).max_body_bytes;
     let body = match detect_format(params.format.as_deref(), content_type.as_deref()) {
         IngestFormat::Pprof | IngestFormat::Jfr
             if is_multipart_content_type(content_type.as_deref()) =>

@@ -242,7 +242,7 @@ async fn render_inner(
     }
     let (pt, selector) = parse_query(querier, &tenants, query, from, until).await?;
     let max_nodes = querier
-        .max_nodes(max_nodes_param(&params)?)
+        .max_nodes_for(&tenants, max_nodes_param(&params)?)
         .map_err(|e| ApiError::from_err(&e))?;
     let tq = TreeQuery {
         profile_type: pt.clone(),
@@ -341,7 +341,7 @@ async fn render_diff_inner(
     let tenants = tenants_for_read(&headers, state.multitenancy)?;
     let now_ms = now_ns() / NS_PER_MS;
     let max_nodes = querier
-        .max_nodes(max_nodes_param(&params)?)
+        .max_nodes_for(&tenants, max_nodes_param(&params)?)
         .map_err(|e| ApiError::from_err(&e))?;
     let mut sides = Vec::new();
     for side in ["left", "right"] {

@@ -9,12 +9,14 @@
 )]
 
 mod agents;
+mod auth;
 mod bombs;
 mod cluster;
 mod compaction;
 mod faults;
 mod golden;
 mod grpc;
+mod limits;
 mod observability;
 mod otlp;
 mod s3;
