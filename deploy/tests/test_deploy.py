@@ -38,6 +38,13 @@ KUBE_VERSION = chart_render.KUBE_VERSION
 
 EXAMPLE_VALUES = sorted((CHART / "ci").glob("*.yaml"))
 
+AUTH_CREDENTIALS = [
+    {"tenant": "tenant-a", "token": "agent-token-a", "scopes": ["write"]},
+    {"tenant": "tenant-a", "username": "grafana", "password": "grafana-password", "scopes": ["read"]},
+    # sha256("hashed-token")
+    {"tenant": "free-tier", "token_sha256": "550643f45e135491c47bea94823b37278d5dd91375b285d44001d005d1603a33"},
+]
+
 # (id, values) of every rendering the checks cover.
 CASES = [
     ("single-binary-defaults", {}),
@@ -48,10 +55,19 @@ CASES = [
         {
             "mode": "microservices",
             "storage": {"s3": {"accessKeyId": "a", "secretAccessKey": "b", "existingSecret": "s3"}},
+            "multitenancy": {"enabled": True},
+            "limits": {"max_series": 10000, "max_query_length": "400d"},
+            "overrides": {
+                "tenant-a": {"ingestion_rate_mb": 20, "max_query_length": "30d"},
+                "free-tier": {"max_series": 500, "max_nodes_default": 1024, "max_nodes_max": 4096},
+                "empty": {},
+            },
+            "runtimeConfig": {"period": "30s"},
+            "auth": {"enabled": True, "credentials": AUTH_CREDENTIALS},
             "kiln": {
                 "secretEnv": {"KILN_EXAMPLE__TOKEN": "t"},
-                "existingSecret": "kiln-auth",
-                "files": {"overrides.yaml": "overrides:\n  tenant-a: {}\n"},
+                "existingSecret": "kiln-env",
+                "files": {"notes.txt": "kept next to kiln.yaml\n"},
                 "extraArgs": ["--log.level=debug"],
             },
             "ingress": {"enabled": True, "tls": [{"hosts": ["kiln.example.com"], "secretName": "tls"}]},
@@ -68,8 +84,19 @@ CASES = [
         "single-binary-no-persistence",
         {"singleBinary": {"persistence": {"enabled": False}}, "ingress": {"enabled": True}},
     ),
+    (
+        "single-binary-auth-existing-secret",
+        {
+            "auth": {"enabled": True, "existingSecret": "my-kiln-credentials"},
+            "overrides": {"anonymous": {"max_series": 100}},
+        },
+    ),
 ]
 CASE_IDS = [c[0] for c in CASES]
+
+# What a Secret named by auth.existingSecret holds in the checks that need
+# the file (kiln config check reads it).
+EXISTING_SECRET_CREDENTIALS = "credentials:\n  - tenant: ops\n    token: from-an-existing-secret\n"
 
 COMPONENT_KEYS = ["singleBinary", "distributor", "ingester", "querier", "queryFrontend", "compactor", "metastore"]
 
@@ -170,7 +197,11 @@ def test_rendered_objects_refer_to_each_other_correctly(case_id, renderings):
         assert config_maps <= set(by_kind["ConfigMap"]), name
         for source in pod["containers"][0].get("envFrom", []):
             secret = source["secretRef"]["name"]
-            assert secret in by_kind.get("Secret", {}) or secret in ("s3", "kiln-auth", "kiln-s3"), secret
+            assert secret in by_kind.get("Secret", {}) or secret in ("s3", "kiln-env", "kiln-s3"), secret
+        for volume in pod["volumes"]:
+            if "secret" in volume:
+                secret = volume["secret"]["secretName"]
+                assert secret in by_kind.get("Secret", {}) or secret == "my-kiln-credentials", secret
         if w["kind"] == "StatefulSet":
             headless = by_kind["Service"][w["spec"]["serviceName"]]
             assert headless["spec"]["clusterIP"] == "None", name
@@ -248,12 +279,56 @@ def rendered_kiln_yaml(rendered):
     return maps[0]["data"]["kiln.yaml"]
 
 
+def materialize(rendered, root):
+    """Lays out the files a pod of `rendered` sees under `root` (the
+    ConfigMap and Secret volumes at their mount paths; a Secret the chart
+    does not create holds EXISTING_SECRET_CREDENTIALS) and writes its
+    kiln.yaml with those paths moved under `root`. Returns (path of that
+    kiln.yaml, its parsed content)."""
+    docs = [d for _, d in chart_render.documents(rendered)]
+    config_map = next(d for d in docs if d["kind"] == "ConfigMap")
+    secrets = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Secret"}
+    mapping = {}
+    for workload in (d for d in docs if d["kind"] in ("Deployment", "StatefulSet")):
+        pod = workload["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        for mount in pod["containers"][0]["volumeMounts"]:
+            volume = volumes.get(mount["name"], {})
+            if "configMap" in volume:
+                files = dict(config_map["data"])
+            elif "secret" in volume:
+                name = volume["secret"]["secretName"]
+                data = secrets[name]["stringData"] if name in secrets else {
+                    "credentials.yaml": EXISTING_SECRET_CREDENTIALS
+                }
+                files = {i["path"]: data[i["key"]] for i in volume["secret"]["items"]}
+            else:
+                continue
+            local = root / mount["mountPath"].strip("/")
+            if mount["mountPath"] in mapping:
+                continue
+            local.mkdir(parents=True)
+            for name, text in files.items():
+                (local / name).write_text(text)
+            mapping[mount["mountPath"]] = local
+    text = (mapping["/etc/kiln"] / "kiln.yaml").read_text()
+    for pod_path, local in mapping.items():
+        text = text.replace(pod_path + "/", f"{local}/")
+    path = root / "kiln.yaml"
+    path.write_text(text)
+    return path, yaml.safe_load(text)
+
+
 @pytest.mark.parametrize("case_id", CASE_IDS)
 def test_chart_kiln_yaml_passes_kiln_config_check(case_id, renderings, tmp_path):
+    """kiln config check on the rendered kiln.yaml, with the overrides and
+    credentials files where the pods see them (so both are checked too)."""
     text = rendered_kiln_yaml(renderings[case_id])
-    path = tmp_path / "kiln.yaml"
-    path.write_text(text)
-    config = yaml.safe_load(text)
+    path, config = materialize(renderings[case_id], tmp_path)
+    # The files kiln.yaml names are mounted in the pods.
+    assert Path(config["runtime_config"]["file"]).is_file(), text
+    if config.get("auth", {}).get("enabled"):
+        assert Path(config["auth"]["credentials_file"]).is_file(), text
     node_ids = ["1"]
     if "metastore" in config and config["metastore"].get("peers"):
         node_ids = [p.split("@")[0] for p in config["metastore"]["peers"].split(",")]
@@ -286,7 +361,7 @@ def test_kiln_config_values_are_merged_into_kiln_yaml(chart):
 
 def test_secret_holds_credentials_and_secret_env(renderings):
     docs = [d for _, d in chart_render.documents(renderings["everything-on"])]
-    secret = next(d for d in docs if d["kind"] == "Secret")
+    secret = next(d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"] == "kiln")
     assert secret["stringData"] == {
         "KILN_STORAGE__S3__ACCESS_KEY_ID": "a",
         "KILN_STORAGE__S3__SECRET_ACCESS_KEY": "b",
@@ -295,7 +370,8 @@ def test_secret_holds_credentials_and_secret_env(renderings):
     for d in docs:
         if d["kind"] in ("Deployment", "StatefulSet"):
             env_from = d["spec"]["template"]["spec"]["containers"][0]["envFrom"]
-            assert [e["secretRef"]["name"] for e in env_from] == ["kiln", "kiln-auth", "s3"]
+            # The auth Secret is mounted as a file, not loaded as variables.
+            assert [e["secretRef"]["name"] for e in env_from] == ["kiln", "kiln-env", "s3"]
     assert not any(
         d["kind"] == "Secret" for _, d in chart_render.documents(renderings["single-binary-defaults"])
     )
@@ -304,8 +380,147 @@ def test_secret_holds_credentials_and_secret_env(renderings):
 def test_extra_files_sit_next_to_kiln_yaml(renderings):
     docs = [d for _, d in chart_render.documents(renderings["everything-on"])]
     config_map = next(d for d in docs if d["kind"] == "ConfigMap")
-    assert sorted(config_map["data"]) == ["kiln.yaml", "overrides.yaml"]
-    assert yaml.safe_load(config_map["data"]["overrides.yaml"]) == {"overrides": {"tenant-a": {}}}
+    assert sorted(config_map["data"]) == ["kiln.yaml", "notes.txt", "overrides.yaml"]
+    assert config_map["data"]["notes.txt"] == "kept next to kiln.yaml\n"
+
+
+def pod_templates(rendered):
+    return {
+        d["metadata"]["name"]: d["spec"]["template"]
+        for _, d in chart_render.documents(rendered)
+        if d["kind"] in ("Deployment", "StatefulSet")
+    }
+
+
+def config_map_of(rendered):
+    return next(d for _, d in chart_render.documents(rendered) if d["kind"] == "ConfigMap")
+
+
+@pytest.mark.parametrize("mode", ["single-binary", "microservices"])
+def test_overrides_go_to_a_reloaded_file_and_restart_no_pod(mode, chart):
+    """`overrides` is rendered into overrides.yaml in the ConfigMap, which
+    kiln.yaml names as runtime_config.file (also with no overrides, so that
+    the first override needs no restart either). Changing overrides changes
+    only that file: the pod templates stay byte-identical, so no pod
+    restarts (Kiln re-reads the file). Changing `limits` changes kiln.yaml
+    and its checksum, which restarts the pods."""
+    base = {"mode": mode, "multitenancy": {"enabled": True}}
+    none = chart_render.render(base, chart)
+    some = chart_render.render({**base, "overrides": {
+        "team-a": {"ingestion_rate_mb": 20, "max_query_length": "90d"},
+        "free-tier": {"max_series": 500},
+    }}, chart)
+    other = chart_render.render({**base, "overrides": {"team-a": {"max_series": 7}}}, chart)
+
+    config = yaml.safe_load(config_map_of(none)["data"]["kiln.yaml"])
+    assert config["runtime_config"] == {"file": "/etc/kiln/overrides.yaml", "period": "10s"}
+    assert yaml.safe_load(config_map_of(none)["data"]["overrides.yaml"]) == {"overrides": {}}
+    assert yaml.safe_load(config_map_of(some)["data"]["overrides.yaml"]) == {"overrides": {
+        "team-a": {"ingestion_rate_mb": 20, "max_query_length": "90d"},
+        "free-tier": {"max_series": 500},
+    }}
+    for rendered in (none, some, other):
+        for name, template in pod_templates(rendered).items():
+            mounts = {m["mountPath"]: m["name"] for m in template["spec"]["containers"][0]["volumeMounts"]}
+            volumes = {v["name"]: v for v in template["spec"]["volumes"]}
+            # The whole ConfigMap is mounted (a subPath mount would never be
+            # refreshed by the kubelet).
+            assert volumes[mounts["/etc/kiln"]]["configMap"]["name"] == config_map_of(rendered)["metadata"]["name"]
+            assert not any("subPath" in m for m in template["spec"]["containers"][0]["volumeMounts"]), name
+    assert config_map_of(none)["data"]["kiln.yaml"] == config_map_of(some)["data"]["kiln.yaml"]
+    assert pod_templates(none) == pod_templates(some) == pod_templates(other)
+    assert config_map_of(some)["data"]["overrides.yaml"] != config_map_of(other)["data"]["overrides.yaml"]
+
+    limited = chart_render.render({**base, "limits": {"max_series": 10}}, chart)
+    assert yaml.safe_load(config_map_of(limited)["data"]["kiln.yaml"])["limits"] == {"max_series": 10}
+    for name, template in pod_templates(limited).items():
+        before = pod_templates(none)[name]["metadata"]["annotations"]["checksum/config"]
+        assert template["metadata"]["annotations"]["checksum/config"] != before, name
+
+
+def test_auth_credentials_are_a_mounted_secret_file(chart):
+    """auth.credentials become credentials.yaml in the chart's Secret,
+    mounted in every pod where kiln.yaml's auth.credentials_file points;
+    no token reaches the ConfigMap or the environment. New credentials
+    change the pods' checksum/auth (Kiln reads them at start). With
+    existingSecret the user's Secret is mounted instead."""
+    values = {"mode": "microservices", "multitenancy": {"enabled": True},
+              "auth": {"enabled": True, "credentials": AUTH_CREDENTIALS}}
+    rendered = chart_render.render(values, chart)
+    docs = [d for _, d in chart_render.documents(rendered)]
+    secrets = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Secret"}
+    assert list(secrets) == ["kiln-auth"]
+    assert yaml.safe_load(secrets["kiln-auth"]["stringData"]["credentials.yaml"]) == {
+        "credentials": AUTH_CREDENTIALS
+    }
+    config = yaml.safe_load(config_map_of(rendered)["data"]["kiln.yaml"])
+    assert config["auth"] == {"enabled": True, "credentials_file": "/etc/kiln-auth/credentials.yaml"}
+    assert config["multitenancy"] == {"enabled": True}
+    everything_but_the_secret = yaml.safe_dump([d for d in docs if d["kind"] != "Secret"])
+    for secret in ("agent-token-a", "grafana-password"):
+        assert secret not in everything_but_the_secret
+    templates = pod_templates(rendered)
+    assert len(templates) == 6
+    for name, template in templates.items():
+        container = template["spec"]["containers"][0]
+        mounts = {m["name"]: m for m in container["volumeMounts"]}
+        assert mounts["auth"]["mountPath"] == "/etc/kiln-auth" and mounts["auth"]["readOnly"], name
+        volume = next(v for v in template["spec"]["volumes"] if v["name"] == "auth")
+        assert volume["secret"] == {
+            "secretName": "kiln-auth", "items": [{"key": "credentials.yaml", "path": "credentials.yaml"}],
+        }, name
+        assert "envFrom" not in container, name
+
+    rotated = [dict(AUTH_CREDENTIALS[0], token="agent-token-a2")] + AUTH_CREDENTIALS[1:]
+    after = pod_templates(chart_render.render(
+        {**values, "auth": {"enabled": True, "credentials": rotated}}, chart))
+    for name, template in templates.items():
+        annotations, new = template["metadata"]["annotations"], after[name]["metadata"]["annotations"]
+        assert new["checksum/config"] == annotations["checksum/config"], name
+        assert new["checksum/auth"] != annotations["checksum/auth"], name
+
+    existing = chart_render.render({"auth": {"enabled": True, "existingSecret": "my-kiln-credentials"}}, chart)
+    docs = [d for _, d in chart_render.documents(existing)]
+    assert not any(d["kind"] == "Secret" for d in docs)
+    (template,) = pod_templates(existing).values()
+    volume = next(v for v in template["spec"]["volumes"] if v["name"] == "auth")
+    assert volume["secret"]["secretName"] == "my-kiln-credentials"
+    assert "checksum/auth" not in template["metadata"]["annotations"]
+    assert yaml.safe_load(config_map_of(existing)["data"]["kiln.yaml"])["auth"]["credentials_file"] == (
+        "/etc/kiln-auth/credentials.yaml"
+    )
+
+    # Auth off (the default): no auth volume, kiln.yaml leaves auth alone.
+    (template,) = pod_templates(chart_render.render({}, chart)).values()
+    assert "auth" not in {v["name"] for v in template["spec"]["volumes"]}
+    assert "auth" not in yaml.safe_load(config_map_of(chart_render.render({}, chart))["data"]["kiln.yaml"])
+
+
+@pytest.mark.parametrize(
+    "values,message",
+    [
+        ({"auth": {"enabled": True}}, "auth.enabled needs credentials"),
+        ({"auth": {"enabled": True, "existingSecret": "x", "credentials": [{"token": "t"}]}}, "not both"),
+        (
+            {"multitenancy": {"enabled": True}, "auth": {"enabled": True, "credentials": [{"token": "t"}]}},
+            "auth.credentials[0]: multitenancy is enabled",
+        ),
+    ],
+)
+def test_chart_refuses_auth_values_kiln_would_refuse(values, message, chart):
+    with pytest.raises(helm.HelmError, match=re.escape(message)):
+        chart_render.render(values, chart)
+
+
+def test_kiln_config_check_reports_a_bad_rendered_override(chart, tmp_path):
+    """An override the schema lets through but Kiln refuses (the default
+    node budget above the tenant's maximum) fails kiln config check on the
+    rendered files, naming the tenant and the key."""
+    rendered = chart_render.render({"overrides": {"small": {"max_nodes_default": 100, "max_nodes_max": 10}}}, chart)
+    path, _ = materialize(rendered, tmp_path)
+    result = kiln_config_check(path)
+    assert result.returncode != 0
+    assert '"small"' in result.stderr and "max_nodes_default" in result.stderr, result.stderr
 
 
 def test_microservices_with_filesystem_storage_is_refused(chart):
@@ -338,6 +553,25 @@ def test_metastore_node_id_comes_from_the_pod_ordinal(renderings, tmp_path):
     advertise = {e["name"]: e.get("value") for e in container["env"]}["KILN_ADVERTISE_ADDR"]
     assert advertise == "$(POD_NAME).kiln-metastore-headless.kiln.svc.cluster.local:9095"
     assert peers.split(",")[2].split("@")[1] == advertise.replace("$(POD_NAME)", "kiln-metastore-2")
+
+
+def test_notes_say_how_to_push_and_query_with_auth():
+    notes = chart_render.notes({"mode": "microservices", "multitenancy": {"enabled": True},
+                                "auth": {"enabled": True, "credentials": AUTH_CREDENTIALS},
+                                "overrides": {"tenant-a": {"max_series": 1}}})
+    push = ('curl -H "Authorization: Bearer $KILN_TOKEN" -X POST --data-binary \'main;work 10\' '
+            "'http://localhost:4040/ingest?name=hello.cpu{}&from=now&until=now'")
+    assert push in notes
+    assert ('curl -H "Authorization: Bearer $KILN_TOKEN" '
+            "'http://localhost:4041/pyroscope/render?query=hello.cpu{}&from=now-1h&until=now'") in notes
+    assert "kubectl -n kiln get secret kiln-auth" in notes
+    assert "credential decides the tenant" in notes
+    assert "overrides for tenant-a" in notes
+    # None of the secrets.
+    assert "agent-token-a" not in notes and "grafana-password" not in notes
+    existing = chart_render.notes({"auth": {"enabled": True, "existingSecret": "mine"}})
+    assert "get secret mine" in existing
+    assert "Authorization" not in chart_render.notes({})
 
 
 def test_notes_say_where_to_push_and_query():
@@ -379,6 +613,21 @@ def test_values_validate_against_the_schema(path, chart):
         {"kiln": {"log": {"format": "xml"}}},
         {"ports": {"http": "4040"}},
         {"kiln": {"files": {"kiln.yaml": "x"}}},
+        {"kiln": {"files": {"overrides.yaml": "x"}}},
+        {"limits": {"max_seriess": 1}},
+        {"limits": {"max_series": "many"}},
+        {"overrides": {"team-a": {"ingestion_rate": 1}}},
+        {"overrides": {"team a": {}}},
+        {"overrides": {"..": {}}},
+        {"runtimeConfig": {"period": 10}},
+        {"auth": {"enabled": "yes"}},
+        {"auth": {"credentials": [{"tenant": "a"}]}},
+        {"auth": {"credentials": [{"tenant": "a", "token": "t", "password": "p"}]}},
+        {"auth": {"credentials": [{"tenant": "a", "username": "u"}]}},
+        {"auth": {"credentials": [{"tenant": "a", "token_sha256": "abc"}]}},
+        {"auth": {"credentials": [{"tenant": "a", "token": "t", "scopes": ["admin"]}]}},
+        {"auth": {"credentials": [{"tenant": "a", "token": "t", "scopes": []}]}},
+        {"auth": {"existingSecrets": "x"}},
     ],
 )
 def test_schema_rejects_bad_values(bad, chart):
@@ -518,6 +767,52 @@ def test_config_example_passes_kiln_config_check(path):
     assert not problems, "\n".join(problems)
 
 
+OVERRIDES_EXAMPLES = DEPLOY / "config" / "runtime"
+
+
+def test_config_examples_overrides_file_passes_kiln_config_check(tmp_path):
+    """The examples' runtime_config.file is deploy/config/runtime/<name> once
+    installed: with the path pointed there, kiln config check reads and
+    checks the overrides against the example's limits (a broken copy
+    fails, naming the tenant and key)."""
+    using = [p for p in CONFIG_EXAMPLES if (yaml.safe_load(p.read_text()).get("runtime_config") or {}).get("file")]
+    assert {p.name for p in using} == {
+        "microservices-distributor.yaml", "microservices-querier.yaml", "microservices-query-frontend.yaml",
+    }
+    for path in using:
+        text = path.read_text()
+        installed = yaml.safe_load(text)["runtime_config"]["file"]
+        example = OVERRIDES_EXAMPLES / Path(installed).name
+        assert example.is_file(), f"{path.name}: no example of {installed} in {OVERRIDES_EXAMPLES}"
+        problems = yamllint_problems(example.read_text(), example.relative_to(ROOT))
+        assert not problems, "\n".join(problems)
+        assert yaml.safe_load(example.read_text())["overrides"]
+        config = tmp_path / path.name
+        config.write_text(text.replace(installed, str(example)))
+        result = kiln_config_check(config)
+        assert result.returncode == 0, result.stderr
+        broken = tmp_path / "broken-overrides.yaml"
+        broken.write_text(example.read_text().replace("max_series:", "max_seriess:"))
+        config.write_text(text.replace(installed, str(broken)))
+        result = kiln_config_check(config)
+        assert result.returncode != 0
+        assert '"free-tier"' in result.stderr and "max_seriess" in result.stderr, result.stderr
+
+
+def test_config_examples_serving_the_apis_agree_on_tenants_limits_and_auth():
+    """Distributors, queriers and query-frontends must share credentials,
+    tenancy and limits, or a token accepted at one is refused at another."""
+    sections = ["multitenancy", "limits", "runtime_config", "auth"]
+    configs = {
+        role: yaml.safe_load((DEPLOY / "config" / f"microservices-{role}.yaml").read_text())
+        for role in ("distributor", "querier", "query-frontend")
+    }
+    first = configs["distributor"]
+    assert first["auth"]["enabled"] and first["multitenancy"]["enabled"]
+    for role, config in configs.items():
+        assert {s: config.get(s) for s in sections} == {s: first.get(s) for s in sections}, role
+
+
 @pytest.mark.parametrize(
     "text,message",
     [
@@ -528,6 +823,10 @@ def test_config_example_passes_kiln_config_check(path):
         ("storage:\n  backend: s3\n", "storage.s3.bucket"),
         ("metastore:\n  node_id: 4\n  peers: 1@a:1,2@b:1\n", "metastore.node_id"),
         ("http_addr: nowhere\n", "http_addr"),
+        ("limits:\n  max_seriess: 1\n", "max_seriess"),
+        ("auth:\n  enabled: true\n", "no credentials"),
+        ("multitenancy:\n  enabled: true\nauth:\n  enabled: true\n  credentials:\n    - token: t\n", "tenant"),
+        ("auth:\n  enabled: true\n  credentials_file: /nonexistent/credentials.yaml\n", "credentials_file"),
     ],
 )
 def test_kiln_config_check_refuses_bad_files_clearly(text, message, tmp_path):
@@ -754,6 +1053,14 @@ def test_chart_defaults_agree_with_kiln_config_defaults():
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert values["kiln"]["log"] == defaults["log"]
     assert values["multitenancy"] == defaults["multitenancy"]
+    assert values["auth"]["enabled"] == defaults["auth"]["enabled"]
+    assert values["runtimeConfig"]["period"] == defaults["runtime_config"]["period"]
+    # The schema's limit keys are Kiln's (limits and overrides use them).
+    limit_keys = set(schema()["$defs"]["tenantLimits"]["properties"])
+    assert limit_keys == set(defaults["limits"])
+    # ... and its credential keys are Kiln's.
+    credential_keys = set(schema()["properties"]["auth"]["properties"]["credentials"]["items"]["properties"])
+    assert credential_keys == {"tenant", "token", "token_sha256", "username", "password", "scopes"}
     assert values["ports"]["http"] == int(defaults["http_addr"].rsplit(":", 1)[1])
     assert values["ports"]["grpc"] == int(defaults["grpc_addr"].rsplit(":", 1)[1])
     s3 = values["storage"]["s3"]

@@ -30,6 +30,9 @@ def main():
     pyroscope.configure(
         application_name=os.environ.get("PYROSCOPE_APPLICATION_NAME", "example-app"),
         server_address=os.environ.get("PYROSCOPE_SERVER_ADDRESS", "http://localhost:4040"),
+        # For a Kiln with auth on: a credential with the write scope.
+        basic_auth_username=os.environ.get("PYROSCOPE_BASIC_AUTH_USER", ""),
+        basic_auth_password=os.environ.get("PYROSCOPE_BASIC_AUTH_PASSWORD", ""),
         sample_rate=100,
         tags={"env": os.environ.get("EXAMPLE_APP_ENV", "compose")},
     )

@@ -62,6 +62,40 @@ app.kubernetes.io/component: {{ .component }}
 {{- if or .Values.kiln.secretEnv .Values.storage.s3.accessKeyId .Values.storage.s3.secretAccessKey }}true{{ end }}
 {{- end }}
 
+{{/* Where the pods find the per-tenant overrides (a key of the ConfigMap). */}}
+{{- define "kiln.overridesPath" -}}/etc/kiln/overrides.yaml{{- end }}
+
+{{/* Where the credentials Secret is mounted, and its file. */}}
+{{- define "kiln.authDir" -}}/etc/kiln-auth{{- end }}
+{{- define "kiln.credentialsPath" -}}{{ include "kiln.authDir" . }}/credentials.yaml{{- end }}
+
+{{/* The Secret holding credentials.yaml: the user's, or the chart's. */}}
+{{- define "kiln.authSecretName" -}}
+{{- default (printf "%s-auth" (include "kiln.fullname" .)) .Values.auth.existingSecret }}
+{{- end }}
+
+{{/* credentials.yaml of the chart's auth Secret. */}}
+{{- define "kiln.credentialsFile" -}}
+{{- toYaml (dict "credentials" .Values.auth.credentials) }}
+{{- end }}
+
+{{/* Fails on auth values Kiln would refuse at start-up. */}}
+{{- define "kiln.checkAuth" -}}
+{{- if .Values.auth.enabled }}
+{{- if and .Values.auth.existingSecret .Values.auth.credentials }}
+{{- fail "auth: set auth.existingSecret or auth.credentials, not both" }}
+{{- end }}
+{{- if not (or .Values.auth.existingSecret .Values.auth.credentials) }}
+{{- fail "auth.enabled needs credentials: set auth.credentials or auth.existingSecret (a Secret with a credentials.yaml key)" }}
+{{- end }}
+{{- range $i, $c := .Values.auth.credentials }}
+{{- if and $.Values.multitenancy.enabled (not $c.tenant) }}
+{{- fail (printf "auth.credentials[%d]: multitenancy is enabled, so every credential needs a tenant" $i) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{/* DNS name of a pod of a StatefulSet behind its headless service. */}}
 {{- define "kiln.podDomain" -}}
 {{- printf "%s-headless.%s.svc.%s" .name .ctx.Release.Namespace .ctx.Values.clusterDomain }}
@@ -105,8 +139,16 @@ app.kubernetes.io/component: {{ .component }}
       "force_path_style" $s3.forcePathStyle
       "allow_http" $s3.allowHttp))
   "multitenancy" (dict "enabled" .Values.multitenancy.enabled)
+  "runtime_config" (dict
+    "file" (include "kiln.overridesPath" .)
+    "period" .Values.runtimeConfig.period)
   "log" (dict "level" .Values.kiln.log.level "format" .Values.kiln.log.format)
 }}
+{{- if .Values.auth.enabled }}
+{{- $_ := set $config "auth" (dict
+  "enabled" true
+  "credentials_file" (include "kiln.credentialsPath" .)) }}
+{{- end }}
 {{- if .Values.limits }}
 {{- $_ := set $config "limits" (deepCopy .Values.limits) }}
 {{- end }}
@@ -152,6 +194,10 @@ labels:
   {{- end }}
 annotations:
   checksum/config: {{ include "kiln.config" .ctx | sha256sum }}
+  {{- if and .ctx.Values.auth.enabled (not .ctx.Values.auth.existingSecret) }}
+  {{- /* Kiln reads credentials at start: new ones need new pods. */}}
+  checksum/auth: {{ include "kiln.credentialsFile" .ctx | sha256sum }}
+  {{- end }}
   {{- with (merge (deepCopy .values.podAnnotations) .ctx.Values.podAnnotations) }}
   {{- toYaml . | nindent 2 }}
   {{- end }}
@@ -228,6 +274,11 @@ volumeMounts:
   - name: config
     mountPath: /etc/kiln
     readOnly: true
+  {{- if .ctx.Values.auth.enabled }}
+  - name: auth
+    mountPath: {{ include "kiln.authDir" .ctx }}
+    readOnly: true
+  {{- end }}
   - name: data
     mountPath: /var/lib/kiln
   - name: tmp
@@ -248,6 +299,14 @@ volumeMounts:
 - name: config
   configMap:
     name: {{ include "kiln.fullname" .ctx }}
+{{- if .ctx.Values.auth.enabled }}
+- name: auth
+  secret:
+    secretName: {{ include "kiln.authSecretName" .ctx }}
+    items:
+      - key: credentials.yaml
+        path: credentials.yaml
+{{- end }}
 - name: tmp
   emptyDir: {}
 {{- if not .persistent }}
