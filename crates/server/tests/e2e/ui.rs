@@ -275,3 +275,65 @@ async fn web_ui_in_chromium() {
     );
     server.stop().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_ui_with_auth() {
+    let (ui_tests, chromium) = match browser_tools() {
+        Ok(t) => t,
+        Err(why) if std::env::var_os("KILN_REQUIRE_BROWSER").is_none() => {
+            eprintln!("skipping the browser test: {why}");
+            return;
+        }
+        Err(why) => panic!("the browser test cannot run: {why}"),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("credentials.yaml");
+    std::fs::write(&creds, "credentials:\n  - token: ui-token\n").unwrap();
+    let server = Kiln::start_with_env(
+        &Kiln::binary(),
+        &dir.path().join("data"),
+        &[],
+        &[
+            ("KILN_AUTH__ENABLED", "true"),
+            ("KILN_AUTH__CREDENTIALS_FILE", creds.to_str().unwrap()),
+        ],
+    )
+    .unwrap();
+    let c = Client::new(&server.http).with_authorization("Bearer ui-token");
+    let secs = (now_ms() / 1000).to_string();
+    let r = c
+        .ingest(
+            &[
+                ("name", "guarded.cpu".to_owned()),
+                ("from", secs.clone()),
+                ("until", secs),
+            ],
+            "text/plain",
+            b"main;work 5\n".to_vec(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let expect_file = dir.path().join("expect.json");
+    std::fs::write(
+        &expect_file,
+        serde_json::json!({"base": format!("{}/", server.http), "service": "guarded", "token": "ui-token"})
+            .to_string(),
+    )
+    .unwrap();
+    let out = tokio::process::Command::new("node")
+        .arg("auth.mjs")
+        .current_dir(&ui_tests)
+        .env("KILN_UI_EXPECT", &expect_file)
+        .env("KILN_CHROMIUM", &chromium)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "browser auth test failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    server.stop().unwrap();
+}
