@@ -24,8 +24,8 @@ use kiln_proto::push::v1::{PushRequest, PushResponse};
 use kiln_querier::Querier;
 use prometheus_client::registry::Registry;
 
-pub use connect::read_body;
 pub(crate) use connect::grpc_error;
+pub use connect::read_body;
 pub use error::ApiError;
 
 use crate::auth::{self, Auth, Scope};
