@@ -45,10 +45,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== fuzz targets: seed corpus through every target, then a short run of each"
 # Needs cargo-fuzz (.ci/run installs it and sets KILN_CARGO_FUZZ);
-# KILN_FUZZ_SECONDS sets the time per target (default 15, 0: regression
+# KILN_FUZZ_SECONDS sets the time per target (default 10, 0: regression
 # only); see docs/fuzzing.md.
 if [ -n "${KILN_CARGO_FUZZ:-}" ] || command -v cargo-fuzz >/dev/null 2>&1; then
-  ./fuzz/run.sh "${KILN_FUZZ_SECONDS:-15}"
+  ./fuzz/run.sh "${KILN_FUZZ_SECONDS:-10}"
 elif [ -n "${CI:-}" ]; then
   echo "cargo-fuzz is not installed (.ci/run installs it)" >&2
   exit 1
