@@ -63,6 +63,9 @@ fi
 start_server() {
   local data=$1
   : > "$WORK/server.log"
+  # The tenant's ingestion rate and series limits (Pyroscope's defaults:
+  # 4 MB/s, 5000 series) would cap the load this script measures.
+  KILN_LIMITS__INGESTION_RATE_MB=0 KILN_LIMITS__MAX_SERIES=0 \
   KILN_LOG__LEVEL=warn,kiln_server=info "$BIN" --http-addr 127.0.0.1:0 --grpc-addr 127.0.0.1:0 \
     --data-dir "$data" 2>"$WORK/server.log" &
   SERVER_PID=$!
