@@ -129,6 +129,14 @@ fn bearer_digest(token: &str) -> [u8; 32] {
     sha256(format!("bearer\0{token}").as_bytes())
 }
 
+/// The digest a `token_sha256` credential is stored as: its SHA-256 (of
+/// the bare token) hashed again into its own domain.
+fn hashed_bearer_digest(token_sha256: &[u8; 32]) -> [u8; 32] {
+    let mut buf = b"bearer-sha\0".to_vec();
+    buf.extend_from_slice(token_sha256);
+    sha256(&buf)
+}
+
 fn basic_digest(user: &str, password: &str) -> [u8; 32] {
     sha256(format!("basic\0{user}\0{password}").as_bytes())
 }
@@ -188,11 +196,7 @@ impl Auth {
             } else if !c.token_sha256.is_empty() {
                 let raw = parse_hex32(&c.token_sha256)
                     .ok_or_else(|| what("`token_sha256` must be 64 hex digits"))?;
-                // The configured digest is of the bare token; rehash it into
-                // the bearer domain.
-                let mut buf = b"bearer-sha\0".to_vec();
-                buf.extend_from_slice(&raw);
-                sha256(&buf)
+                hashed_bearer_digest(&raw)
             } else {
                 if c.username.is_empty() || c.password.is_empty() || c.username.contains(':') {
                     return Err(what(
@@ -243,9 +247,7 @@ impl Auth {
         let rest = rest.trim();
         if kind.eq_ignore_ascii_case("bearer") {
             let plain = self.find(&bearer_digest(rest));
-            let mut buf = b"bearer-sha\0".to_vec();
-            buf.extend_from_slice(&sha256(rest.as_bytes()));
-            let hashed = self.find(&sha256(&buf));
+            let hashed = self.find(&hashed_bearer_digest(&sha256(rest.as_bytes())));
             plain.or(hashed)
         } else if kind.eq_ignore_ascii_case("basic") {
             let raw = base64::engine::general_purpose::STANDARD

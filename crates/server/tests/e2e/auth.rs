@@ -5,13 +5,12 @@
 //! values or frames.
 
 use kiln_proto::push::v1::pusher_service_client::PusherServiceClient;
-use kiln_proto::push::v1::{PushRequest, RawProfileSeries, RawSample};
 use kiln_proto::querier::v1 as q;
 use kiln_proto::querier::v1::querier_service_client::QuerierServiceClient;
-use kiln_proto::types::v1::LabelPair;
 use kiln_server::http::{OPEN_ROUTES, READ_ROUTES, WRITE_ROUTES};
 use kiln_tests::{Client, Kiln, base64, now_ms, pprof_totals, read_testdata};
 
+use crate::grpc::push_request;
 use crate::spine::CPU;
 
 /// Every method of `querier.v1.QuerierService`, for `{method}` routes.
@@ -96,28 +95,6 @@ async fn call(base: &str, path: &str, auth: Option<&str>, tenant: Option<&str>) 
         );
     }
     (status, body)
-}
-
-fn push_request(service: &str, raw: Vec<u8>) -> PushRequest {
-    PushRequest {
-        series: vec![RawProfileSeries {
-            labels: vec![
-                LabelPair {
-                    name: "__name__".into(),
-                    value: "process_cpu".into(),
-                },
-                LabelPair {
-                    name: "service_name".into(),
-                    value: service.into(),
-                },
-            ],
-            samples: vec![RawSample {
-                raw_profile: raw,
-                id: String::new(),
-            }],
-            annotations: vec![],
-        }],
-    }
 }
 
 async fn start() -> (tempfile::TempDir, Kiln) {

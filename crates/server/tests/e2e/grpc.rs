@@ -8,7 +8,7 @@ use kiln_proto::querier::v1::querier_service_client::QuerierServiceClient;
 use kiln_proto::types::v1::LabelPair;
 use kiln_tests::{Kiln, now_ms, pprof_totals, read_testdata};
 
-fn push_request(service: &str, raw: Vec<u8>) -> PushRequest {
+pub(crate) fn push_request(service: &str, raw: Vec<u8>) -> PushRequest {
     PushRequest {
         series: vec![RawProfileSeries {
             labels: vec![
