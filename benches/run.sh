@@ -59,14 +59,15 @@ if [ -z "${SKIP_CRITERION:-}" ]; then
   cargo bench --locked --profile release -p kiln-benches 2>&1 | tee "$OUT/criterion.txt" | grep -E '^[a-z_]+/|time:|thrpt:' || true
 fi
 
-# Starts kiln on free loopback ports with data in $1; sets SERVER_PID, HTTP, GRPC.
+# Starts kiln on free loopback ports with data in $1 and the roles in $2
+# (default: all); sets SERVER_PID, HTTP, GRPC.
 start_server() {
-  local data=$1
+  local data=$1 target=${2:-all}
   : > "$WORK/server.log"
   # The tenant's ingestion rate and series limits (Pyroscope's defaults:
   # 4 MB/s, 5000 series) would cap the load this script measures.
   KILN_LIMITS__INGESTION_RATE_MB=0 KILN_LIMITS__MAX_SERIES=0 \
-  KILN_LOG__LEVEL=warn,kiln_server=info "$BIN" --http-addr 127.0.0.1:0 --grpc-addr 127.0.0.1:0 \
+  KILN_LOG__LEVEL=warn,kiln_server=info "$BIN" --target "$target" --http-addr 127.0.0.1:0 --grpc-addr 127.0.0.1:0 \
     --data-dir "$data" 2>"$WORK/server.log" &
   SERVER_PID=$!
   for _ in $(seq 1 300); do
@@ -98,21 +99,30 @@ server_cpu_s() {
 
 json_field() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
-log "ingest: kiln bench ingest for ${INGEST_SECONDS}s at concurrency $CONCURRENCY (push API, gzipped pprof, 1 s flush)"
+# The ingest runs measure the write path into durable segments: a process
+# with the distributor, ingester and metastore roles (the compactor and the
+# query roles idle in --target=all would add their background work to the
+# server CPU). Compaction then runs in a --target=all process on the same data.
+WRITE_PATH=distributor,ingester,metastore
+log "ingest: kiln bench ingest for ${INGEST_SECONDS}s at concurrency $CONCURRENCY (push API, gzipped pprof, default flush: 100 ms linger, 1 s interval; --target $WRITE_PATH)"
 printf '%-6s %10s %12s %10s %9s %9s %9s %9s %7s %12s %12s %8s %8s %12s %6s\n' \
   conc profiles/s MB/s_uncomp MB/s/core p50_ms p90_ms p99_ms max_ms errors gzip_bytes segment_bytes rss_MiB server_s MB/server_s load1 | tee -a "$OUT/summary.txt"
 for c in $CONCURRENCY; do
   data="$WORK/ingest-$c"
-  start_server "$data"
+  start_server "$data" "$WRITE_PATH"
   "$BIN" bench ingest --url "http://$HTTP" --duration "${INGEST_SECONDS}s" --concurrency "$c" \
     --services 4 --series 8 --variants 16 --stacks 1000 --json > "$OUT/ingest-c$c.json" || true
   rss=$(peak_rss_kib)
   cpu=$(server_cpu_s)
   load1=$(cut -d' ' -f1 /proc/loadavg)
-  # Segments written (level 0 objects; compacted sources stay on disk for
-  # the deletion delay), then what the index holds after COMPACT_WAIT s
-  # idle, during which the compactor (in --target=all) may merge segments.
+  segments=$("$BIN" blocks ls --metastore "$GRPC" | awk 'NF > 8 && $4 == "0" {n++} END {print n + 0}')
+  stop_server
+  # Segments written (level 0 objects), then what the index holds after
+  # COMPACT_WAIT s of a --target=all process (whose compactor merges them)
+  # on the same data.
   disk=$("$BIN" blocks ls --data-dir "$data" | awk 'NF > 8 && $4 == "0" {s += $7} END {print s + 0}')
+  echo "c=$c segments written: $segments" >> "$OUT/summary.txt"
+  start_server "$data"
   sleep "${COMPACT_WAIT:-20}"
   "$BIN" blocks ls --metastore "$GRPC" > "$OUT/blocks-c$c.txt"
   live=$(awk 'NF > 8 && $4 ~ /^[0-9]+$/ {s += $7} END {print s + 0}' "$OUT/blocks-c$c.txt")

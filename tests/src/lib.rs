@@ -635,11 +635,12 @@ impl Cluster {
             .arg(dir)
             .arg("--bin")
             .arg(bin)
-            .envs(env.iter().copied())
             .env(
                 "KILN_LOG__LEVEL",
                 std::env::var("KILN_TEST_LOG").unwrap_or_else(|_| "info,openraft=warn".into()),
             )
+            // A level in `env` wins over the default.
+            .envs(env.iter().copied())
             .output()?;
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         if !out.status.success() {

@@ -350,8 +350,19 @@ impl Distributor {
             return Err(DistributorError::NoIngester { shard });
         }
         let mut last = None;
-        for member in owners {
-            match self.clients.push(&member.addr, request.clone()).await {
+        let mut request = Some(request);
+        let count = owners.len();
+        for (i, member) in owners.into_iter().enumerate() {
+            // Only a failover needs the request again: the last candidate
+            // takes it (usually the first one, with one ingester per shard
+            // alive), the others get a copy.
+            let attempt = if i + 1 == count {
+                request.take()
+            } else {
+                request.clone()
+            };
+            let Some(attempt) = attempt else { break };
+            match self.clients.push(&member.addr, attempt).await {
                 Ok(_) => return Ok(()),
                 Err(e) if e.code() == kiln_model::ErrorCode::Unavailable => {
                     tracing::warn!(shard, ingester = %member.id, error = %e, "ingester unavailable, trying the next one");

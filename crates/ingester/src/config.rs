@@ -12,6 +12,15 @@ pub struct IngesterConfig {
     /// Longest time a push waits in a buffer before its segment is written.
     #[serde(with = "humantime_serde")]
     pub flush_interval: Duration,
+    /// How long a buffer collects pushes before it is written when no
+    /// segment of the same buffer (tenant, shard, hour) is being written.
+    /// While one is, the buffer keeps collecting until that write ends (or
+    /// `flush_interval` passes), so under load segments grow instead of
+    /// multiplying, and when idle a push waits only this long plus one
+    /// write. At least `flush_interval` (e.g. `1h`): every buffer waits the
+    /// full interval, as in Kiln before 2026-11.
+    #[serde(with = "humantime_serde")]
+    pub flush_linger: Duration,
     /// A buffer holding this many bytes of profiles is flushed at once.
     pub max_segment_size: ByteSize,
     /// Pushes are refused (retryably) while this many bytes are buffered.
@@ -29,6 +38,7 @@ impl Default for IngesterConfig {
     fn default() -> Self {
         IngesterConfig {
             flush_interval: Duration::from_secs(1),
+            flush_linger: Duration::from_millis(100),
             max_segment_size: ByteSize::mib(16),
             max_buffered_size: ByteSize::mib(512),
             flush_concurrency: 8,

@@ -26,15 +26,14 @@ type Decoded = (Labels, Option<[u8; 16]>, Profile);
 /// Buffers by (tenant, shard, hour of the profiles' time): a segment never
 /// spans an hour boundary, so compaction windows and roll-up buckets never
 /// need to split a block.
-type Buffers = HashMap<(String, u32, i64), Arc<Mutex<Buffer>>>;
+type Buffers = HashMap<BufferKey, Arc<Mutex<Buffer>>>;
+type BufferKey = (String, u32, i64);
 
 /// One hour in ns.
 const HOUR: i64 = 3_600_000_000_000;
 
 /// Profiles of one (tenant, shard) waiting to be written.
 struct Buffer {
-    tenant: String,
-    shard: u32,
     /// `None` once the flusher has taken the buffer; adders then start a new one.
     builder: Option<BlockBuilder>,
     waiters: Vec<Waiter>,
@@ -48,6 +47,9 @@ struct Inner {
     metastore: MetastoreClient,
     metrics: IngesterMetrics,
     buffers: Mutex<Buffers>,
+    /// Buffers (by key) whose previous segment is being written: they wait
+    /// for it (or for `flush_interval`) instead of the linger.
+    writing: Mutex<HashMap<BufferKey, usize>>,
     buffered: AtomicUsize,
     wake: Notify,
     closing: AtomicBool,
@@ -96,6 +98,7 @@ impl Ingester {
                 metastore,
                 metrics,
                 buffers: Mutex::new(HashMap::new()),
+                writing: Mutex::new(HashMap::new()),
                 buffered: AtomicUsize::new(0),
                 wake: Notify::new(),
                 closing: AtomicBool::new(false),
@@ -249,12 +252,12 @@ impl Inner {
         let count = decoded.len() as u64;
         let key = (tenant.to_owned(), shard, hour);
         loop {
+            let mut created = false;
             let buffer = {
                 let mut buffers = lock(&self.buffers);
                 Arc::clone(buffers.entry(key.clone()).or_insert_with(|| {
+                    created = true;
                     Arc::new(Mutex::new(Buffer {
-                        tenant: tenant.to_owned(),
-                        shard,
                         builder: Some(BlockBuilder::new(tenant, shard, 0)),
                         waiters: Vec::new(),
                         bytes: 0,
@@ -279,7 +282,9 @@ impl Inner {
             let total = self.buffered.fetch_add(size, Ordering::AcqRel) + size;
             self.metrics.buffered_bytes.set(total as i64);
             self.metrics.received_profiles.inc_by(count);
-            if full {
+            // A new buffer is due after the linger, which may come before
+            // the flusher's next wake-up: tell it.
+            if full || created {
                 self.wake.notify_one();
             }
             return Ok(());
@@ -287,38 +292,61 @@ impl Inner {
     }
 
     /// Starts flushes of every due buffer (all of them if `all`); returns
-    /// when the next buffer becomes due.
+    /// when the next buffer becomes due. A buffer is due when it holds
+    /// `max_segment_size` bytes, when its first push has waited
+    /// `flush_interval`, or when it has lingered `flush_linger` and no
+    /// earlier segment of it is being written (group commit: the write
+    /// that is running batches everything that arrives meanwhile).
     fn flush_due(self: Arc<Self>, all: bool) -> Instant {
         let now = Instant::now();
         let interval = self.config.flush_interval;
+        let linger = self.config.flush_linger.min(interval);
         let max_bytes = self.config.max_segment_size.as_u64() as usize;
         let mut next = now + interval;
         let mut due = Vec::new();
         {
             let mut buffers = lock(&self.buffers);
-            buffers.retain(|_, buffer| {
+            let mut writing = lock(&self.writing);
+            buffers.retain(|key, buffer| {
                 let mut b = lock(buffer);
+                let busy = writing.contains_key(key);
                 let deadline = b.created + interval;
-                if all || b.bytes >= max_bytes || deadline <= now {
+                let lingered = b.created + linger;
+                if all || b.bytes >= max_bytes || deadline <= now || (!busy && lingered <= now) {
                     if let Some(builder) = b.builder.take() {
                         let waiters = std::mem::take(&mut b.waiters);
-                        due.push((b.tenant.clone(), b.shard, builder, waiters, b.bytes));
+                        *writing.entry(key.clone()).or_default() += 1;
+                        due.push((key.clone(), builder, waiters, b.bytes));
                     }
                     false
                 } else {
-                    next = next.min(deadline);
+                    // A busy buffer is looked at again when its write ends.
+                    next = next.min(if busy { deadline } else { lingered });
                     true
                 }
             });
         }
-        for (tenant, shard, builder, waiters, bytes) in due {
+        for (key, builder, waiters, bytes) in due {
             let inner = Arc::clone(&self);
             self.flushes.spawn(async move {
+                let (tenant, shard, _) = &key;
+                let shard = *shard;
                 let permit = Arc::clone(&inner.flush_slots).acquire_owned().await;
-                let result = inner.flush(&tenant, shard, builder).await;
+                let result = inner.flush(tenant, shard, builder).await;
                 drop(permit);
                 let total = inner.buffered.fetch_sub(bytes, Ordering::AcqRel) - bytes;
                 inner.metrics.buffered_bytes.set(total as i64);
+                {
+                    let mut writing = lock(&inner.writing);
+                    if let Some(n) = writing.get_mut(&key) {
+                        *n -= 1;
+                        if *n == 0 {
+                            writing.remove(&key);
+                        }
+                    }
+                }
+                // The next buffer of this key may be due now.
+                inner.wake.notify_one();
                 match &result {
                     Ok(id) => tracing::debug!(tenant = %tenant, shard, block_id = %id, pushes = waiters.len(), "segment flushed"),
                     Err(e) => {

@@ -177,7 +177,11 @@ pub async fn run(
                 config.distributor.clone(),
                 Arc::clone(&limits_source),
                 Arc::clone(ring) as Arc<dyn RingSource>,
-                Arc::new(IngesterClients::new(config.distributor.push_timeout)),
+                Arc::new(match &ingester {
+                    Some(i) => IngesterClients::new(config.distributor.push_timeout)
+                        .with_local(advertise.clone(), Arc::new(IngesterGrpc::new(i.clone()))),
+                    None => IngesterClients::new(config.distributor.push_timeout),
+                }),
                 DistributorMetrics::register(&mut registry),
             );
             Some(match &distributor_list {

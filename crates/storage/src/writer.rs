@@ -9,6 +9,7 @@
 //! `partition`, `series_id` and `time_ns` prune scans.
 
 use std::collections::BTreeSet;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use arrow::array::{
@@ -17,6 +18,7 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Int64Type, SchemaRef, UInt32Type};
 use bytes::Bytes;
+use hashbrown::HashTable;
 use kiln_model::Labels;
 use kiln_model::labels::{LABEL_NAME, LABEL_SERVICE_NAME, UNKNOWN_SERVICE};
 use kiln_proto::google::v1::Profile;
@@ -25,8 +27,9 @@ use kiln_proto::kiln::metastore::v1::{BlockMeta, Coverage, Dataset};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 use prost::Message;
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHasher};
 use ulid::Ulid;
 
 use crate::schema::{self, SECTIONS};
@@ -36,6 +39,18 @@ use crate::{FORMAT_VERSION, Result, StorageError};
 pub const MAGIC: &[u8; 8] = b"KILNBLK1";
 /// Trailer length: footer length (u32 LE), CRC32 of the footer (u32 LE), magic.
 pub const TRAILER_LEN: usize = 16;
+
+/// Columns written with page statistics (in every section that has them):
+/// the sort keys that row-group and page pruning use.
+const STATISTICS_COLUMNS: &[&str] = &[
+    "partition",
+    "series_id",
+    "time_ns",
+    "id",
+    "service_name",
+    "profile_type",
+    "fingerprint",
+];
 
 /// A function as stored: name, system name, file name, start line.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -79,15 +94,23 @@ pub struct LocationRow {
 }
 
 /// Symbols of one partition (one service) while a block is being built.
+///
+/// Functions and locations are looked up by borrowed fields
+/// ([`PartitionBuilder::function_ref`], [`PartitionBuilder::location_ref`]):
+/// a profile mostly repeats symbols the partition already has, and building
+/// an owned row (three strings, a vector of lines) only to find it present
+/// was a large part of the ingest path's allocations.
 #[derive(Debug)]
 pub struct PartitionBuilder {
     service: String,
     functions: Vec<FunctionRow>,
-    function_index: FxHashMap<FunctionRow, u32>,
+    /// Ids into `functions`, hashed by [`function_hash`].
+    function_index: HashTable<u32>,
     mappings: Vec<MappingRow>,
     mapping_index: FxHashMap<MappingRow, u32>,
     locations: Vec<LocationRow>,
-    location_index: FxHashMap<LocationRow, u32>,
+    /// Ids into `locations`, hashed by [`location_hash`].
+    location_index: HashTable<u32>,
     stack_parents: Vec<u32>,
     stack_locations: Vec<u32>,
     stack_index: FxHashMap<(u32, u32), u32>,
@@ -96,16 +119,28 @@ pub struct PartitionBuilder {
     max_time: i64,
 }
 
+fn function_hash(name: &str, system_name: &str, filename: &str, start_line: i64) -> u64 {
+    let mut h = FxHasher::default();
+    (name, system_name, filename, start_line).hash(&mut h);
+    h.finish()
+}
+
+fn location_hash(mapping_id: u32, address: u64, lines: &[(u32, i64)]) -> u64 {
+    let mut h = FxHasher::default();
+    (mapping_id, address, lines).hash(&mut h);
+    h.finish()
+}
+
 impl PartitionBuilder {
     fn new(service: String) -> Self {
         PartitionBuilder {
             service,
             functions: Vec::new(),
-            function_index: FxHashMap::default(),
+            function_index: HashTable::new(),
             mappings: Vec::new(),
             mapping_index: FxHashMap::default(),
             locations: Vec::new(),
-            location_index: FxHashMap::default(),
+            location_index: HashTable::new(),
             stack_parents: vec![0],
             stack_locations: vec![0],
             stack_index: FxHashMap::default(),
@@ -117,12 +152,41 @@ impl PartitionBuilder {
 
     /// The local id of a function, added if new.
     pub fn function(&mut self, f: FunctionRow) -> u32 {
-        if let Some(&id) = self.function_index.get(&f) {
+        self.function_ref(&f.name, &f.system_name, &f.filename, f.start_line)
+    }
+
+    /// The local id of the function with these fields, added (copied) if new.
+    pub fn function_ref(
+        &mut self,
+        name: &str,
+        system_name: &str,
+        filename: &str,
+        start_line: i64,
+    ) -> u32 {
+        let hash = function_hash(name, system_name, filename, start_line);
+        let functions = &self.functions;
+        let found = self.function_index.find(hash, |&id| {
+            let f = &functions[id as usize];
+            f.start_line == start_line
+                && f.name == name
+                && f.system_name == system_name
+                && f.filename == filename
+        });
+        if let Some(&id) = found {
             return id;
         }
         let id = self.functions.len() as u32;
-        self.functions.push(f.clone());
-        self.function_index.insert(f, id);
+        self.functions.push(FunctionRow {
+            name: name.to_owned(),
+            system_name: system_name.to_owned(),
+            filename: filename.to_owned(),
+            start_line,
+        });
+        let functions = &self.functions;
+        self.function_index.insert_unique(hash, id, |&id| {
+            let f = &functions[id as usize];
+            function_hash(&f.name, &f.system_name, &f.filename, f.start_line)
+        });
         id
     }
 
@@ -139,12 +203,31 @@ impl PartitionBuilder {
 
     /// The local id of a location, added if new.
     pub fn location(&mut self, l: LocationRow) -> u32 {
-        if let Some(&id) = self.location_index.get(&l) {
+        self.location_ref(l.mapping_id, l.address, &l.lines)
+    }
+
+    /// The local id of the location with these fields, added (copied) if new.
+    pub fn location_ref(&mut self, mapping_id: u32, address: u64, lines: &[(u32, i64)]) -> u32 {
+        let hash = location_hash(mapping_id, address, lines);
+        let locations = &self.locations;
+        let found = self.location_index.find(hash, |&id| {
+            let l = &locations[id as usize];
+            l.mapping_id == mapping_id && l.address == address && l.lines == lines
+        });
+        if let Some(&id) = found {
             return id;
         }
         let id = self.locations.len() as u32;
-        self.locations.push(l.clone());
-        self.location_index.insert(l, id);
+        self.locations.push(LocationRow {
+            mapping_id,
+            address,
+            lines: lines.to_vec(),
+        });
+        let locations = &self.locations;
+        self.location_index.insert_unique(hash, id, |&id| {
+            let l = &locations[id as usize];
+            location_hash(l.mapping_id, l.address, &l.lines)
+        });
         id
     }
 
@@ -444,14 +527,10 @@ impl BlockBuilder {
 
         let part = &mut self.partitions[p as usize];
         let mut functions: FxHashMap<u64, u32> = FxHashMap::default();
+        functions.reserve(profile.function.len());
         for f in &profile.function {
-            let row = FunctionRow {
-                name: s(f.name)?.to_owned(),
-                system_name: s(f.system_name)?.to_owned(),
-                filename: s(f.filename)?.to_owned(),
-                start_line: f.start_line,
-            };
-            functions.insert(f.id, part.function(row));
+            let id = part.function_ref(s(f.name)?, s(f.system_name)?, s(f.filename)?, f.start_line);
+            functions.insert(f.id, id);
         }
         let mut mappings: FxHashMap<u64, u32> = FxHashMap::default();
         for m in &profile.mapping {
@@ -470,8 +549,10 @@ impl BlockBuilder {
             mappings.insert(m.id, part.mapping(row));
         }
         let mut locations: FxHashMap<u64, u32> = FxHashMap::default();
+        locations.reserve(profile.location.len());
+        let mut lines = Vec::new();
         for l in &profile.location {
-            let mut lines = Vec::with_capacity(l.line.len());
+            lines.clear();
             for line in &l.line {
                 let f = *functions.get(&line.function_id).ok_or_else(|| {
                     StorageError::InvalidProfile(format!(
@@ -486,14 +567,7 @@ impl BlockBuilder {
             } else {
                 mappings.get(&l.mapping_id).copied().unwrap_or(0)
             };
-            locations.insert(
-                l.id,
-                part.location(LocationRow {
-                    mapping_id,
-                    address: l.address,
-                    lines,
-                }),
-            );
+            locations.insert(l.id, part.location_ref(mapping_id, l.address, &lines));
         }
 
         // Resolve every stack first, so that a bad sample fails the profile
@@ -503,15 +577,30 @@ impl BlockBuilder {
             .position(|s| s == "span_id")
             .map(|i| i as i64);
         let mut resolved: Vec<(u32, Option<u64>)> = Vec::with_capacity(profile.sample.len());
+        // The previous sample's path, root first (pprof location ids and
+        // their nodes): samples often share a prefix with the one before,
+        // whose nodes need no lookup.
+        let mut path: Vec<(u64, u32)> = Vec::new();
         for sample in &profile.sample {
             let mut node = 0u32;
+            let mut depth = 0;
             for loc in sample.location_id.iter().rev() {
+                if let Some(&(prev, prev_node)) = path.get(depth)
+                    && prev == *loc
+                {
+                    node = prev_node;
+                    depth += 1;
+                    continue;
+                }
                 let l = *locations.get(loc).ok_or_else(|| {
                     StorageError::InvalidProfile(format!(
                         "sample references missing location {loc}"
                     ))
                 })?;
                 node = part.stack_child(node, l);
+                path.truncate(depth);
+                path.push((*loc, node));
+                depth += 1;
             }
             let span = match span_key {
                 Some(k) => sample
@@ -607,11 +696,20 @@ impl BlockBuilder {
         }
 
         let props = |rows: usize| {
-            WriterProperties::builder()
+            let mut b = WriterProperties::builder()
                 .set_compression(Compression::ZSTD(ZstdLevel::default()))
                 .set_max_row_group_row_count(Some(rows))
-                .set_statistics_enabled(EnabledStatistics::Page)
-                .build()
+                .set_statistics_enabled(EnabledStatistics::None);
+            // Statistics only where readers prune by them: the keys rows
+            // are sorted by. Min/max of names, addresses, values and stack
+            // ids prune nothing and cost string comparisons on every write.
+            for column in STATISTICS_COLUMNS {
+                b = b.set_column_statistics_enabled(
+                    ColumnPath::from(*column),
+                    EnabledStatistics::Page,
+                );
+            }
+            b.build()
         };
 
         let mut out: Vec<u8> = Vec::new();

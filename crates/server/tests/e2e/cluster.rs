@@ -20,9 +20,44 @@ use crate::spine::{check_everything, ingest_everything};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_answers_like_a_single_process() {
     let dir = tempfile::tempdir().unwrap();
-    let cluster = Cluster::start(&Kiln::binary(), dir.path(), &[]).unwrap();
+    // kiln_cluster=debug logs every internal call with its request id.
+    let cluster = Cluster::start(
+        &Kiln::binary(),
+        dir.path(),
+        &[("KILN_LOG__LEVEL", "info,openraft=warn,kiln_cluster=debug")],
+    )
+    .unwrap();
     let push = Client::new(&cluster.push[0]);
     let query = Client::new(&cluster.query);
+    // A caller's request id crosses the distributor → ingester gRPC hop:
+    // the ingester learns it only from the call's metadata.
+    let resp = reqwest::Client::new()
+        .post(format!("{}/ingest", cluster.push[0]))
+        .query(&[("name", "traced.cpu"), ("sampleRate", "0")])
+        .header("x-request-id", "e2e-cluster-trace-7")
+        .body("main;work 7\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-request-id"], "e2e-cluster-trace-7");
+    let ingester_lines: Vec<String> = (1..=3)
+        .flat_map(|i| {
+            cluster
+                .log(&format!("ingester-{i}"))
+                .lines()
+                .filter(|l| l.contains("request_id=e2e-cluster-trace-7"))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(
+        ingester_lines
+            .iter()
+            .any(|l| l.contains("/kiln.ingester.v1.IngesterService/Push")),
+        "an ingester's gRPC span has the caller's id; its lines with it:\n{}",
+        ingester_lines.join("\n")
+    );
     let (expect, folded) = ingest_everything(&push).await;
     check_everything(&query, &expect, &folded).await;
     // The query-frontend spread every merge over the two queriers (it

@@ -431,6 +431,7 @@ async fn sigterm_under_load_drains_and_loses_nothing_acked() {
     // Long flushes and slow PUTs keep pushes in flight at any moment.
     let env = [
         ("KILN_INGESTER__FLUSH_INTERVAL", "500ms"),
+        ("KILN_INGESTER__FLUSH_LINGER", "500ms"),
         ("KILN_STORAGE__FAULTS__ENABLED", "true"),
         ("KILN_STORAGE__FAULTS__SLOW_PUT", "300ms"),
     ];

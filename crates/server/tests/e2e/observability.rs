@@ -1,6 +1,8 @@
 //! Observability of one `kiln` process: the metric series exist and move
 //! under the events they count, and a request id given by the caller is
-//! answered and carried over the internal gRPC call to the ingester.
+//! answered and logged. (In one process the distributor calls its own
+//! ingester directly; the id crossing the gRPC hop between processes is
+//! checked in `cluster.rs`.)
 
 use kiln_proto::querier::v1 as q;
 use kiln_tests::{Client, Kiln, now_ms};
@@ -11,7 +13,7 @@ async fn m(c: &Client, series: &str) -> f64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metrics_move_and_request_ids_cross_the_grpc_hop() {
+async fn metrics_move_and_request_ids_are_answered_and_logged() {
     let dir = tempfile::tempdir().unwrap();
     let kiln = Kiln::start(
         &Kiln::binary(),
@@ -45,8 +47,7 @@ async fn metrics_move_and_request_ids_cross_the_grpc_hop() {
     let flushes_before = m(&c, "kiln_ingester_flush_duration_seconds_count").await;
     let acks_before = m(&c, "kiln_ingester_ack_latency_seconds_count").await;
 
-    // A push with a request id: answered in the header, and the ingester's
-    // gRPC span (which learns the id only from the call's metadata) has it.
+    // A push with a request id: answered in the header and logged.
     let http = reqwest::Client::new();
     let resp = http
         .post(format!("{}/ingest", kiln.http))
@@ -75,13 +76,6 @@ async fn metrics_move_and_request_ids_cross_the_grpc_hop() {
         .lines()
         .filter(|l| l.contains("request_id=e2e-trace-42"))
         .collect();
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.contains("/kiln.ingester.v1.IngesterService/Push")),
-        "the ingester's gRPC request carries the caller's id; lines with it:\n{}",
-        lines.join("\n")
-    );
     assert!(
         lines.iter().any(|l| l.contains("path=/ingest")),
         "the HTTP request has it too:\n{}",

@@ -560,12 +560,16 @@ async fn ingest_query_restart_query() {
 async fn sigterm_flushes_and_answers_buffered_pushes() {
     let dir = tempfile::tempdir().unwrap();
     let bin = Kiln::binary();
-    // A long flush interval: the push below waits in the buffer until SIGTERM.
+    // A long flush interval and linger: the push below waits in the buffer
+    // until SIGTERM.
     let kiln = Kiln::start_with_env(
         &bin,
         dir.path(),
         &[],
-        &[("KILN_INGESTER__FLUSH_INTERVAL", "60s")],
+        &[
+            ("KILN_INGESTER__FLUSH_INTERVAL", "60s"),
+            ("KILN_INGESTER__FLUSH_LINGER", "60s"),
+        ],
     )
     .unwrap();
     let c = Client::new(&kiln.http);
@@ -606,5 +610,100 @@ async fn sigterm_flushes_and_answers_buffered_pushes() {
         .flamegraph
         .unwrap();
     assert_eq!(fg.total, 7 * 10_000_000);
+    kiln.stop().unwrap();
+}
+
+/// Group commit: a push is written after `ingester.flush_linger`, not the
+/// whole `flush_interval`, and pushes arriving while a segment of their
+/// buffer is being written are batched into the next segment rather than
+/// each written alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_are_written_after_the_linger_and_batched_behind_a_write() {
+    let dir = tempfile::tempdir().unwrap();
+    // A 20 s interval that no push should wait for; no linger; PUTs slowed
+    // to 1 s so that a write is in progress while the others arrive.
+    let kiln = Kiln::start_with_env(
+        &Kiln::binary(),
+        dir.path(),
+        &[],
+        &[
+            ("KILN_INGESTER__FLUSH_INTERVAL", "20s"),
+            ("KILN_INGESTER__FLUSH_LINGER", "0s"),
+            ("KILN_STORAGE__FAULTS__ENABLED", "true"),
+            ("KILN_STORAGE__FAULTS__SLOW_PUT", "1s"),
+        ],
+    )
+    .unwrap();
+    let c = Client::new(&kiln.http);
+    let segments = "kiln_ingester_flushed_segments_total";
+    let before = c.metric(segments).await.unwrap();
+    let pushes = 24u64;
+    let started = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for i in 1..=pushes {
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            c.ingest(
+                &[("name", "group.cpu".into()), ("sampleRate", "0".into())],
+                "text/plain",
+                format!("main;p{i} {i}\n").into_bytes(),
+            )
+            .await
+            .unwrap()
+        }));
+    }
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let waited = started.elapsed();
+    let written = c.metric(segments).await.unwrap() - before;
+    eprintln!("{pushes} pushes acknowledged in {waited:?} with {written} segments");
+    assert!(
+        waited < std::time::Duration::from_secs(15),
+        "acknowledged after the writes, not after the 20 s interval: {waited:?}"
+    );
+    assert!(written >= 1.0);
+    assert!(
+        written <= (pushes / 4) as f64,
+        "pushes that arrive during a write share the next segment: {written} segments for {pushes} pushes"
+    );
+    let fg = merge(
+        &c,
+        "process_cpu:samples:count::",
+        r#"{service_name="group"}"#,
+    )
+    .await
+    .flamegraph
+    .unwrap();
+    assert_eq!(fg.total, (pushes * (pushes + 1) / 2) as i64);
+    kiln.stop().unwrap();
+
+    // The default linger (100 ms) with a long interval: one push alone is
+    // written after the linger.
+    let dir = tempfile::tempdir().unwrap();
+    let kiln = Kiln::start_with_env(
+        &Kiln::binary(),
+        dir.path(),
+        &[],
+        &[("KILN_INGESTER__FLUSH_INTERVAL", "20s")],
+    )
+    .unwrap();
+    let c = Client::new(&kiln.http);
+    let started = std::time::Instant::now();
+    let r = c
+        .ingest(
+            &[("name", "alone.cpu".into()), ("sampleRate", "0".into())],
+            "text/plain",
+            b"main;work 3\n".to_vec(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let waited = started.elapsed();
+    assert!(
+        waited < std::time::Duration::from_secs(10),
+        "written after the linger, not the 20 s interval: {waited:?}"
+    );
     kiln.stop().unwrap();
 }
