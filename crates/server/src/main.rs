@@ -8,12 +8,6 @@ use kiln_server::{Config, Listeners, run};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
-/// mimalloc instead of glibc's malloc: the ingest path allocates and frees
-/// many small symbol rows and per-segment encoder buffers; with glibc a
-/// fifth of the server's CPU went to malloc, free and fresh pages.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Kiln: a continuous-profiling database, wire-compatible with Pyroscope.
 #[derive(Debug, Parser)]
 #[command(name = "kiln", version, about, long_about = None)]
