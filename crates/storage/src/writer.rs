@@ -1170,3 +1170,145 @@ pub fn check_pprof(labels: &Labels, profile: &Profile) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use kiln_model::Labels;
+    use kiln_proto::google::v1::{Function, Line, Location, Profile, Sample, ValueType};
+    use object_store::memory::InMemory;
+    use object_store::path::Path;
+    use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+    use ulid::Ulid;
+
+    use crate::{BlockBuilder, BlockReader};
+
+    /// A profile whose samples share prefixes with the sample before them,
+    /// diverge at the root, in the middle and at the leaf, are shorter and
+    /// longer than it, repeat it, and whose locations 4 and 6 (and functions
+    /// 3 and 5) are copies with other ids: every sample's stored stack must
+    /// be its own frames, and copies must become one symbol.
+    fn profile() -> (Profile, BTreeMap<String, i64>) {
+        let names = ["", "a", "b", "c", "d", "c", "cpu", "nanoseconds"];
+        let string_table: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        // function id → name index; function 5 is a copy of function 3.
+        let function = [(1, 1), (2, 2), (3, 3), (4, 4), (5, 5)]
+            .map(|(id, name)| Function {
+                id,
+                name,
+                system_name: name,
+                filename: 0,
+                start_line: 0,
+            })
+            .to_vec();
+        // location id → function id; location 6 is a copy of location 3
+        // (same address, function 5 = function 3).
+        let location = [
+            (1, 1, 0x10),
+            (2, 2, 0x20),
+            (3, 3, 0x30),
+            (4, 4, 0x40),
+            (6, 5, 0x30),
+        ]
+        .map(|(id, f, address)| Location {
+            id,
+            mapping_id: 0,
+            address,
+            line: vec![Line {
+                function_id: f,
+                line: 1,
+            }],
+            is_folded: false,
+        })
+        .to_vec();
+        // Stacks leaf first, as pprof stores them.
+        let stacks: [(&[u64], i64); 9] = [
+            (&[3, 2, 1], 1),
+            (&[4, 2, 1], 2),    // diverges at the leaf
+            (&[2, 1], 4),       // shorter: a prefix of the one before
+            (&[4, 3, 2, 1], 8), // longer
+            (&[6, 2, 1], 16),   // location 6 = location 3: same stack as the first
+            (&[1, 2], 32),      // diverges at the root
+            (&[3, 2, 1], 64),   // back to the first
+            (&[3, 2, 1], 128),  // repeated
+            (&[4, 1], 256),     // diverges in the middle
+        ];
+        let frame = |id: u64| match id {
+            1 => "a",
+            2 => "b",
+            3 | 6 => "c",
+            4 => "d",
+            _ => unreachable!(),
+        };
+        let mut expected: BTreeMap<String, i64> = BTreeMap::new();
+        let mut sample = Vec::new();
+        for (ids, v) in stacks {
+            let key: Vec<&str> = ids.iter().rev().map(|&id| frame(id)).collect();
+            *expected.entry(key.join(";")).or_default() += v;
+            sample.push(Sample {
+                location_id: ids.to_vec(),
+                value: vec![v],
+                label: vec![],
+            });
+        }
+        let p = Profile {
+            sample_type: vec![ValueType { r#type: 6, unit: 7 }],
+            sample,
+            location,
+            function,
+            string_table,
+            time_nanos: 1_000,
+            ..Default::default()
+        };
+        (p, expected)
+    }
+
+    #[tokio::test]
+    async fn every_sample_keeps_its_own_stack_and_copies_share_symbols() {
+        let (p, expected) = profile();
+        let labels = Labels::from_pairs([("__name__", "process_cpu"), ("service_name", "s")]);
+        let mut b = BlockBuilder::new("t", 0, 0);
+        b.add_pprof(&labels, None, &p).unwrap();
+        // The same profile again: everything is found, nothing added.
+        b.add_pprof(&labels, None, &p).unwrap();
+        let block = b.finish(Ulid::new(), "k".into(), 0).unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        store
+            .put(&Path::from("k"), PutPayload::from(block.bytes))
+            .await
+            .unwrap();
+        let r = BlockReader::open(store, "k", None).await.unwrap();
+        let sym = r.symbols(0).await.unwrap();
+        // a, b, c (functions 3 and 5 are one), d.
+        assert_eq!(sym.functions.len(), 4);
+        // Locations 3 and 6 are one.
+        assert_eq!(sym.locations.len(), 4);
+        let mut got: BTreeMap<String, i64> = BTreeMap::new();
+        for row in r.sample_rows().await.unwrap() {
+            let mut frames = Vec::new();
+            let mut node = row.stack;
+            while node != 0 {
+                let loc = &sym.locations[sym.stack_locations[node as usize] as usize];
+                frames.push(sym.functions[loc.lines[0].0 as usize].name.clone());
+                node = sym.stack_parents[node as usize];
+            }
+            frames.reverse();
+            *got.entry(frames.join(";")).or_default() += row.value;
+        }
+        let doubled: BTreeMap<String, i64> =
+            expected.iter().map(|(k, v)| (k.clone(), 2 * v)).collect();
+        assert_eq!(got, doubled);
+        // Distinct stack nodes: a, a;b, a;b;c, a;b;d, a;b;c;d... counted from
+        // the expected stacks' prefixes.
+        let mut prefixes = std::collections::BTreeSet::new();
+        for k in expected.keys() {
+            let parts: Vec<&str> = k.split(';').collect();
+            for i in 1..=parts.len() {
+                prefixes.insert(parts[..i].join(";"));
+            }
+        }
+        assert_eq!(sym.stack_parents.len(), prefixes.len() + 1);
+    }
+}
