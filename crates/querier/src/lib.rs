@@ -2,13 +2,14 @@
 //!
 //! For a query it asks the metastore for the blocks that overlap the time
 //! range (and the service, when the selector pins one), matches the label
-//! selector against each block's series table, scans the `samples` or
-//! `profiles` section of each block with DataFusion (series, time and span
-//! predicates pushed into the Parquet scan so that row groups are pruned),
-//! resolves the aggregated stack ids of each block through that block's
-//! symbols into a [`kiln_model::StackTree`] of function names, and merges the
-//! trees. Flame graphs, tree bytes, pprof, time series and diffs are all
-//! rendered from merged trees or totals — never by merging rendered output.
+//! selector against each block's series table, sums each block's `samples`
+//! per stack with [`kiln_storage::BlockReader::stack_values`] (row groups
+//! and pages pruned by series and time, ADR 006) or scans its `profiles`
+//! section with DataFusion (time series), and resolves the summed stack ids
+//! of every block through that block's symbols into one
+//! [`kiln_model::StackTree`] of function names. Flame graphs, tree bytes,
+//! pprof, time series and diffs are all rendered from merged trees or
+//! totals — never by merging rendered output.
 //!
 //! Series tables and symbols of immutable blocks are cached by size.
 

@@ -17,7 +17,7 @@ use kiln_proto::kiln::metastore::v1::{BlockMeta, QueryBlocksRequest};
 use kiln_proto::kiln::querier::v1 as kq;
 use kiln_proto::querier::v1 as q;
 use kiln_proto::types::v1 as t;
-use kiln_storage::{BlockReader, PartitionSymbols, SeriesRow};
+use kiln_storage::{BlockReader, PartitionSymbols, SampleSelection, SeriesRow};
 use object_store::ObjectStore;
 
 use crate::cache::Cache;
@@ -26,11 +26,25 @@ use crate::distribute::{
 };
 use crate::plan::{full_labels, matches_all, pinned_services, plan_ranges, series_label};
 use crate::pprof_out::tree_to_pprof;
-use crate::scan::{SampleFilter, Scanner};
+use crate::scan::Scanner;
 use crate::{QuerierConfig, QuerierError, QuerierMetrics, Result};
-use kiln_storage::resolve::{FrameMode, add_stacks};
+use kiln_storage::resolve::{FrameMode, ResolveScratch, add_stacks, add_stacks_with};
 
 const NS_PER_MS: i64 = 1_000_000;
+
+/// A spawned task that is aborted when dropped: a query that fails or
+/// times out stops the block scans it started.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The summed samples of one block: per partition with any, its symbols and
+/// (stack id, value) by ascending stack id.
+type BlockStacks = Vec<(Arc<PartitionSymbols>, Vec<(u32, i64)>)>;
 
 /// A merge query: which profiles to merge into one tree.
 #[derive(Debug, Clone)]
@@ -318,61 +332,87 @@ impl Querier {
         Ok(sym)
     }
 
-    /// Merges the matching profiles of one block into a tree.
-    async fn block_tree(
+    /// Sums the matching samples of one block per (partition, stack) and
+    /// loads the symbols of the partitions that have any. The scan runs as
+    /// its own task (so that several blocks decode on several cores) while
+    /// the symbols load.
+    async fn block_stacks(
         &self,
         block: &BlockMeta,
         query: &TreeQuery,
-        mode: FrameMode,
         (start_ns, end_ns): (i64, i64),
-    ) -> Result<StackTree> {
-        let mut tree = StackTree::new();
+    ) -> Result<BlockStacks> {
         let type_id = query.profile_type.id();
         if !block
             .datasets
             .iter()
             .any(|d| d.profile_types.contains(&type_id))
         {
-            return Ok(tree);
+            return Ok(Vec::new());
         }
         let reader = self.reader(block).await?;
         let series = self.block_series(block, &reader).await?;
         let selectors = std::slice::from_ref(&query.selector);
-        let ids: Vec<u32> = series
+        let mut ids = Vec::new();
+        let mut partitions = BTreeSet::new();
+        for r in series
             .iter()
             .filter(|r| r.profile_type == type_id && matches_all(r, selectors))
-            .map(|r| r.series_id)
-            .collect();
+        {
+            ids.push(r.series_id);
+            partitions.insert(r.partition);
+        }
         if ids.is_empty() {
-            return Ok(tree);
+            return Ok(Vec::new());
         }
         let profiles = match &query.profile_ids {
             Some(wanted) => Some(self.scanner.profile_rows(&reader, wanted).await?),
             None => None,
         };
-        let filter = SampleFilter {
+        let selection = SampleSelection {
             series: ids,
             start_ns,
             end_ns,
             spans: query.span_ids.clone(),
             profiles,
         };
-        let rows = self.scanner.stack_values(&reader, &filter).await?;
-        let mut by_partition: BTreeMap<u32, Vec<(u32, i64)>> = BTreeMap::new();
-        for (p, s, v) in rows {
-            by_partition.entry(p).or_default().push((s, v));
+        let mut scan = {
+            let reader = Arc::clone(&reader);
+            AbortOnDrop(tokio::spawn(async move {
+                reader.stack_values(&selection).await
+            }))
+        };
+        let symbols = futures::future::try_join_all(
+            partitions
+                .iter()
+                .map(|p| self.partition_symbols(block, &reader, *p)),
+        );
+        let (values, symbols) = futures::try_join!(
+            async {
+                (&mut scan.0)
+                    .await
+                    .map_err(|e| QuerierError::Internal(e.to_string()))?
+                    .map_err(|source| QuerierError::Storage {
+                        block: block.id.clone(),
+                        source: Box::new(source),
+                    })
+            },
+            symbols
+        )?;
+        let symbols: BTreeMap<u32, Arc<PartitionSymbols>> =
+            partitions.into_iter().zip(symbols).collect();
+        let mut out = Vec::with_capacity(values.len());
+        for part in values {
+            let sym = match symbols.get(&part.partition) {
+                Some(sym) => Arc::clone(sym),
+                None => {
+                    self.partition_symbols(block, &reader, part.partition)
+                        .await?
+                }
+            };
+            out.push((sym, part.stacks));
         }
-        for (p, stacks) in by_partition {
-            let sym = self.partition_symbols(block, &reader, p).await?;
-            let sym2 = Arc::clone(&sym);
-            tree = tokio::task::spawn_blocking(move || {
-                add_stacks(&mut tree, &sym2, &stacks, mode);
-                tree
-            })
-            .await
-            .map_err(|e| QuerierError::Internal(e.to_string()))?;
-        }
-        Ok(tree)
+        Ok(out)
     }
 
     /// Merges every profile matching `query` into one tree of function names.
@@ -509,20 +549,49 @@ impl Querier {
         Ok(tree)
     }
 
-    /// Reads and merges pieces on this node.
+    /// Reads and merges pieces on this node: blocks are scanned
+    /// `block_concurrency` at a time while their stacks are resolved, one
+    /// block after the other on a blocking thread, straight into the one
+    /// result tree (no tree per block to merge afterwards).
     async fn run_tasks(
         &self,
         query: &TreeQuery,
         mode: FrameMode,
         tasks: Vec<Task>,
     ) -> Result<StackTree> {
-        stream::iter(tasks)
-            .map(|(b, range)| async move { self.block_tree(&b, query, mode, range).await })
-            .buffer_unordered(self.config.block_concurrency)
-            .try_fold(StackTree::new(), |acc, t| async move {
-                Ok(merge_trees([acc, t]))
-            })
-            .await
+        let concurrency = self.config.block_concurrency;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<BlockStacks>(concurrency);
+        let scan = async move {
+            let mut blocks = stream::iter(tasks)
+                .map(|(b, range)| async move { self.block_stacks(&b, query, range).await })
+                .buffer_unordered(concurrency);
+            while let Some(stacks) = blocks.try_next().await? {
+                if tx.send(stacks).await.is_err() {
+                    break;
+                }
+            }
+            Ok::<_, QuerierError>(())
+        };
+        let resolve = async move {
+            let mut state = (StackTree::new(), ResolveScratch::default());
+            while let Some(stacks) = rx.recv().await {
+                if stacks.is_empty() {
+                    continue;
+                }
+                state = tokio::task::spawn_blocking(move || {
+                    let (mut tree, mut scratch) = state;
+                    for (sym, values) in &stacks {
+                        add_stacks_with(&mut tree, sym, values, mode, &mut scratch);
+                    }
+                    (tree, scratch)
+                })
+                .await
+                .map_err(|e| QuerierError::Internal(e.to_string()))?;
+            }
+            Ok::<_, QuerierError>(state.0)
+        };
+        let ((), tree) = futures::try_join!(scan, resolve)?;
+        Ok(tree)
     }
 
     /// `kiln.querier.v1.TaskService/MergeTasks`: merges a share of another
@@ -931,18 +1000,27 @@ impl Querier {
             else {
                 continue;
             };
-            let filter = SampleFilter {
+            let selection = SampleSelection {
                 series: vec![p.series],
                 start_ns: p.time_ns,
                 end_ns: p.time_ns,
                 spans: None,
                 profiles: Some(vec![idx as u32]),
             };
-            let stacks = self.scanner.stack_values(reader, &filter).await?;
+            let stacks =
+                reader
+                    .stack_values(&selection)
+                    .await
+                    .map_err(|source| QuerierError::Storage {
+                        block: block.id.clone(),
+                        source: Box::new(source),
+                    })?;
             let mut tree = StackTree::new();
-            for (part, stack_rows) in group_by_partition(stacks) {
-                let sym = self.partition_symbols(block, reader, part).await?;
-                add_stacks(&mut tree, &sym, &stack_rows, FrameMode::Function);
+            for part in stacks {
+                let sym = self
+                    .partition_symbols(block, reader, part.partition)
+                    .await?;
+                add_stacks(&mut tree, &sym, &part.stacks, FrameMode::Function);
             }
             let total = select_call_site(&tree, call_site).total();
             out.push(crate::scan::ProfileTotal { total, ..p });
@@ -1160,14 +1238,6 @@ fn plan_tasks(blocks: &[BlockMeta], start: i64, end: i64, max_resolution: i64) -
         }
     }
     tasks
-}
-
-fn group_by_partition(rows: Vec<(u32, u32, i64)>) -> BTreeMap<u32, Vec<(u32, i64)>> {
-    let mut out: BTreeMap<u32, Vec<(u32, i64)>> = BTreeMap::new();
-    for (p, s, v) in rows {
-        out.entry(p).or_default().push((s, v));
-    }
-    out
 }
 
 /// The part of `tree` whose stacks start with `call_site` (root first).

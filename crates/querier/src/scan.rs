@@ -1,31 +1,18 @@
-//! DataFusion scans of block sections.
+//! DataFusion scans of block sections (the `profiles` section, for time
+//! series; flame-graph sample sums read the `samples` section directly,
+//! see [`kiln_storage::BlockReader::stack_values`]).
 
 use std::sync::Arc;
 
 use arrow::array::{Array, FixedSizeBinaryArray, Int64Array, UInt32Array};
 use datafusion::execution::context::SessionContext;
-use datafusion::functions_aggregate::expr_fn::sum;
 use datafusion::prelude::{Expr, ParquetReadOptions, SessionConfig, col, lit};
-use kiln_storage::schema::{PROFILES, PROFILES_SCHEMA, SAMPLES, SAMPLES_SCHEMA};
+use kiln_storage::schema::{PROFILES, PROFILES_SCHEMA};
 use kiln_storage::section_store::SECTION_STORE_URL;
 use kiln_storage::{BlockReader, SectionStore};
 use object_store::ObjectStore;
 
 use crate::{QuerierError, Result};
-
-/// Which samples of a block to aggregate.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct SampleFilter {
-    /// Block-local series ids.
-    pub series: Vec<u32>,
-    /// Inclusive time range, ns.
-    pub start_ns: i64,
-    pub end_ns: i64,
-    /// Only samples with one of these span ids.
-    pub spans: Option<Vec<u64>>,
-    /// Only samples of these profile rows.
-    pub profiles: Option<Vec<u32>>,
-}
 
 /// One row of the `profiles` section.
 #[derive(Debug, Clone, Copy)]
@@ -71,72 +58,6 @@ impl Scanner {
             .map_err(|e| QuerierError::Internal(e.to_string()))?;
         ctx.register_object_store(&url, Arc::new(SectionStore::new(store)));
         Ok(Scanner { ctx })
-    }
-
-    /// Sums sample values per (partition, stack) over the filtered samples.
-    pub(crate) async fn stack_values(
-        &self,
-        reader: &BlockReader,
-        filter: &SampleFilter,
-    ) -> Result<Vec<(u32, u32, i64)>> {
-        if filter.series.is_empty() {
-            return Ok(Vec::new());
-        }
-        let url = reader
-            .section_url(SAMPLES)
-            .map_err(|source| QuerierError::Storage {
-                block: reader.meta().id.clone(),
-                source: Box::new(source),
-            })?;
-        let options = ParquetReadOptions {
-            schema: Some(&SAMPLES_SCHEMA),
-            ..Default::default()
-        };
-        let df = self
-            .ctx
-            .read_parquet(url, options)
-            .await
-            .map_err(scan_err(reader))?;
-        let mut predicate = u32_list("series_id", &filter.series)
-            .and(col("time_ns").gt_eq(lit(filter.start_ns)))
-            .and(col("time_ns").lt_eq(lit(filter.end_ns)));
-        if let Some(spans) = &filter.spans {
-            predicate = predicate
-                .and(col("span_id").in_list(spans.iter().map(|s| lit(*s)).collect(), false));
-        }
-        if let Some(profiles) = &filter.profiles {
-            predicate = predicate.and(u32_list("profile_idx", profiles));
-        }
-        let batches = df
-            .filter(predicate)
-            .and_then(|df| {
-                df.aggregate(
-                    vec![col("partition"), col("stack_id")],
-                    vec![sum(col("value")).alias("value")],
-                )
-            })
-            .map_err(scan_err(reader))?
-            .collect()
-            .await
-            .map_err(scan_err(reader))?;
-        let mut out = Vec::new();
-        for b in &batches {
-            let (Some(p), Some(s), Some(v)) = (
-                b.column(0).as_any().downcast_ref::<UInt32Array>(),
-                b.column(1).as_any().downcast_ref::<UInt32Array>(),
-                b.column(2).as_any().downcast_ref::<Int64Array>(),
-            ) else {
-                return Err(QuerierError::Internal(
-                    "unexpected column types from the sample aggregate".into(),
-                ));
-            };
-            for i in 0..b.num_rows() {
-                if !v.is_null(i) {
-                    out.push((p.value(i), s.value(i), v.value(i)));
-                }
-            }
-        }
-        Ok(out)
     }
 
     /// The profile rows of the given series in a time range.

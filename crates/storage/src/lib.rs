@@ -23,6 +23,7 @@ pub mod faults;
 pub mod layout;
 pub mod reader;
 pub mod resolve;
+pub mod sample_scan;
 pub mod schema;
 pub mod section_store;
 pub mod writer;
@@ -31,6 +32,7 @@ pub use config::{StorageBackend, StorageConfig};
 pub use error::{Result, StorageError};
 pub use faults::{FaultsConfig, FaultyStore};
 pub use reader::{BlockReader, PartitionSymbols, ProfileRowData, SampleRowData, SeriesRow};
+pub use sample_scan::{PartitionStacks, SampleSelection};
 pub use section_store::SectionStore;
 pub use writer::{BlockBuilder, EncodedBlock};
 

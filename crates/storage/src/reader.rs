@@ -15,7 +15,7 @@ use kiln_proto::kiln::block::v1::{BlockFooter, Section};
 use kiln_proto::kiln::metastore::v1::BlockMeta;
 use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
 use parquet::file::metadata::RowGroupMetaData;
 use parquet::file::statistics::Statistics;
 use prost::Message;
@@ -110,9 +110,12 @@ impl PartitionSymbols {
 /// An opened block.
 #[derive(Debug, Clone)]
 pub struct BlockReader {
-    store: Arc<dyn ObjectStore>,
+    pub(crate) store: Arc<dyn ObjectStore>,
     key: String,
     footer: BlockFooter,
+    /// The `samples` section's Parquet metadata, decoded on first use (see
+    /// [`BlockReader::stack_values`]).
+    pub(crate) samples_meta: Arc<tokio::sync::OnceCell<ArrowReaderMetadata>>,
 }
 
 impl BlockReader {
@@ -198,6 +201,7 @@ impl BlockReader {
             store,
             key: key.to_owned(),
             footer,
+            samples_meta: Arc::default(),
         })
     }
 
@@ -262,7 +266,7 @@ impl BlockReader {
             .collect();
         let reader = builder
             .with_row_groups(groups)
-            .with_batch_size(64 * 1024)
+            .with_batch_size(8 * 1024)
             .build()
             .map_err(perr)?;
         let mut out = Vec::new();

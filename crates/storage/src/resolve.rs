@@ -24,6 +24,17 @@ pub fn frame_key(name: &str, system_name: &str, filename: &str, line: i64) -> St
     format!("{name}{KEY_SEP}{system_name}{KEY_SEP}{filename}{KEY_SEP}{line}")
 }
 
+/// Working memory of [`add_stacks_with`], kept between calls so that
+/// resolving many partitions one after the other allocates (and, with a
+/// fresh process, faults in) its buffers once.
+#[derive(Debug, Default)]
+pub struct ResolveScratch {
+    memo: Vec<u32>,
+    names: FxHashMap<(u32, i64), NameId>,
+    address_names: FxHashMap<u32, NameId>,
+    chain: Vec<u32>,
+}
+
 /// Adds `stacks` (stack id, value) of one partition to `tree`.
 pub fn add_stacks(
     tree: &mut StackTree,
@@ -31,10 +42,28 @@ pub fn add_stacks(
     stacks: &[(u32, i64)],
     mode: FrameMode,
 ) {
-    let mut memo: Vec<u32> = vec![0; sym.stack_parents.len()];
-    let mut names: FxHashMap<(u32, i64), NameId> = FxHashMap::default();
-    let mut address_names: FxHashMap<u32, NameId> = FxHashMap::default();
-    let mut chain: Vec<u32> = Vec::new();
+    add_stacks_with(tree, sym, stacks, mode, &mut ResolveScratch::default());
+}
+
+/// [`add_stacks`] with working memory reused from earlier calls.
+pub fn add_stacks_with(
+    tree: &mut StackTree,
+    sym: &PartitionSymbols,
+    stacks: &[(u32, i64)],
+    mode: FrameMode,
+    scratch: &mut ResolveScratch,
+) {
+    let ResolveScratch {
+        memo,
+        names,
+        address_names,
+        chain,
+    } = scratch;
+    // memo[node] = tree node + 1 of a resolved stack node, 0 if unresolved.
+    memo.clear();
+    memo.resize(sym.stack_parents.len(), 0);
+    names.clear();
+    address_names.clear();
     for &(stack, value) in stacks {
         if value == 0 {
             continue;

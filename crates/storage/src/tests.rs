@@ -373,3 +373,201 @@ mod compaction {
         assert_eq!(coarse.series[0].labels, labels);
     }
 }
+
+/// `BlockReader::stack_values` (row-group and page pruning, projected
+/// columns, dense sums) gives exactly what summing every sample row gives.
+mod sample_scan {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::{PartitionStacks, SampleRowData, SampleSelection};
+
+    /// A profile of `stacks` distinct stacks over 24 functions, drawn from
+    /// `seed`, some samples with span ids.
+    fn dense_profile(time: i64, seed: u64, stacks: usize) -> Profile {
+        let mut strings: Vec<String> = ["", "samples", "count", "cpu", "nanoseconds", "span_id"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let first_name = strings.len() as i64;
+        strings.extend((0..24).map(|i| format!("fn_{i}")));
+        strings.push("0100000000000000".into());
+        strings.push("0200000000000000".into());
+        let span_values = [strings.len() as i64 - 2, strings.len() as i64 - 1];
+        let mut x = seed | 1;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let sample = (0..stacks)
+            .map(|_| {
+                let depth = 1 + next() % 8;
+                let location_id = (0..depth).map(|_| 1 + next() % 24).collect();
+                let span = next() % 4;
+                Sample {
+                    location_id,
+                    value: vec![1 + (next() % 5) as i64, 10 + (next() % 1000) as i64],
+                    label: if span < 2 {
+                        vec![Label {
+                            key: 5,
+                            str: span_values[span as usize],
+                            num: 0,
+                            num_unit: 0,
+                        }]
+                    } else {
+                        vec![]
+                    },
+                }
+            })
+            .collect();
+        Profile {
+            sample_type: vec![
+                ValueType { r#type: 1, unit: 2 },
+                ValueType { r#type: 3, unit: 4 },
+            ],
+            sample,
+            mapping: vec![],
+            location: (1..=24)
+                .map(|id| Location {
+                    id,
+                    mapping_id: 0,
+                    address: 0x1000 + id,
+                    line: vec![Line {
+                        function_id: id,
+                        line: 3,
+                    }],
+                    is_folded: false,
+                })
+                .collect(),
+            function: (1..=24)
+                .map(|id| Function {
+                    id,
+                    name: first_name + id as i64 - 1,
+                    system_name: 0,
+                    filename: 0,
+                    start_line: 0,
+                })
+                .collect(),
+            string_table: strings,
+            time_nanos: time,
+            duration_nanos: 10_000_000_000,
+            period_type: Some(ValueType { r#type: 3, unit: 4 }),
+            period: 10_000_000,
+            ..Default::default()
+        }
+    }
+
+    fn brute_force(rows: &[SampleRowData], sel: &SampleSelection) -> Vec<PartitionStacks> {
+        let mut sums: BTreeMap<u32, BTreeMap<u32, i64>> = BTreeMap::new();
+        for r in rows {
+            if !sel.series.contains(&r.series)
+                || r.time_ns < sel.start_ns
+                || r.time_ns > sel.end_ns
+                || sel
+                    .spans
+                    .as_ref()
+                    .is_some_and(|s| r.span.is_none_or(|span| !s.contains(&span)))
+                || sel
+                    .profiles
+                    .as_ref()
+                    .is_some_and(|p| !p.contains(&r.profile_idx))
+            {
+                continue;
+            }
+            *sums
+                .entry(r.partition)
+                .or_default()
+                .entry(r.stack)
+                .or_default() += r.value;
+        }
+        sums.into_iter()
+            .map(|(partition, stacks)| PartitionStacks {
+                partition,
+                stacks: stacks.into_iter().filter(|(_, v)| *v != 0).collect(),
+            })
+            .filter(|p| !p.stacks.is_empty())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn pruned_scan_equals_summing_every_row() {
+        let services = ["svc-a", "svc-b"];
+        let envs = ["prod", "dev"];
+        // Small row groups in one block, the default in the other: both row
+        // group and page pruning (pages hold at most 20k rows) are used.
+        for max_rows in [1024, 1 << 20] {
+            let mut b = BlockBuilder::new("t", 0, 0).with_max_row_group_rows(max_rows);
+            let mut seed = 1;
+            for t in 0..120i64 {
+                for service in services {
+                    for env in envs {
+                        let labels = Labels::from_pairs([
+                            ("__name__", "process_cpu"),
+                            ("service_name", service),
+                            ("env", env),
+                        ]);
+                        seed += 1;
+                        let id = [(seed % 251) as u8; 16];
+                        b.add_pprof(&labels, Some(id), &dense_profile(t * 1_000, seed, 60))
+                            .unwrap();
+                    }
+                }
+            }
+            let key = format!("t/blocks/{max_rows}.block");
+            let block = b.finish(Ulid::new(), key.clone(), 0).unwrap();
+            let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+            store
+                .put(&Path::from(key.as_str()), PutPayload::from(block.bytes))
+                .await
+                .unwrap();
+            let r = BlockReader::open(Arc::clone(&store), &key, None)
+                .await
+                .unwrap();
+            let rows = r.sample_rows().await.unwrap();
+            assert!(rows.len() > 40_000, "{} rows", rows.len());
+            let meta = r.samples_metadata().await.unwrap().metadata();
+            let pages = meta.offset_index().expect("page index")[0][1]
+                .page_locations()
+                .len();
+            assert!(
+                max_rows < 20_000 || pages > 1,
+                "{pages} pages in the first row group"
+            );
+            let series = r.series().await.unwrap();
+            let all: Vec<u32> = series.iter().map(|s| s.series_id).collect();
+            let cpu: Vec<u32> = series
+                .iter()
+                .filter(|s| s.profile_type.contains(":cpu:"))
+                .map(|s| s.series_id)
+                .collect();
+            let last = *all.last().unwrap();
+            let selections = [
+                (all.clone(), i64::MIN, i64::MAX, None, None),
+                (cpu.clone(), 0, 119_000, None, None),
+                (vec![cpu[0]], 30_000, 59_999, None, None),
+                (vec![last], 100_000, 100_000, None, None),
+                (cpu.clone(), 500_000, 600_000, None, None),
+                (vec![cpu[1], last], 7_000, 90_000, Some(vec![1u64]), None),
+                (cpu.clone(), 0, 119_000, None, Some(vec![0u32, 5, 77, 300])),
+                (vec![999], 0, 119_000, None, None),
+            ];
+            for (series, start_ns, end_ns, spans, profiles) in selections {
+                let sel = SampleSelection {
+                    series,
+                    start_ns,
+                    end_ns,
+                    spans,
+                    profiles,
+                };
+                let got = r.stack_values(&sel).await.unwrap();
+                assert_eq!(
+                    got,
+                    brute_force(&rows, &sel),
+                    "{sel:?}, row groups of {max_rows}"
+                );
+            }
+        }
+    }
+}
