@@ -29,6 +29,8 @@ pub const DAY: i64 = 24 * HOUR;
 pub const MINUTE: i64 = 60_000_000_000;
 /// The roll-up resolutions written for every compacted day.
 pub const TIER_RESOLUTIONS: [i64; 3] = [MINUTE, HOUR, DAY];
+/// Level of the raw day blocks the day job writes (with the day's roll-ups).
+pub const DAY_LEVEL: u32 = 3;
 
 fn window(t: i64, width: i64) -> i64 {
     t.div_euclid(width) * width

@@ -12,7 +12,7 @@ use kiln_proto::kiln::metastore::v1::{
     Member, PollJobsResponse, RenewLeaseResponse, Snapshot, Tombstone,
 };
 
-use crate::compaction::{default_policy, plan};
+use crate::compaction::{DAY_LEVEL, default_policy, plan};
 use crate::index::BlockIndex;
 
 /// Owner of a job that failed too often.
@@ -281,6 +281,14 @@ impl StateMachine {
                 });
             let Some(rule) = rule else { continue };
             if rule.max_age_ms <= 0 || busy.contains(b.id.as_str()) {
+                continue;
+            }
+            // Raw data not yet through its day job (segments, hour blocks:
+            // old profiles that just arrived, or a day whose job has not run)
+            // has no roll-ups yet: removing it would lose what the tiers
+            // keep for longer. The day job runs first; its raw day block
+            // then expires.
+            if b.resolution == 0 && b.level < DAY_LEVEL {
                 continue;
             }
             if b.max_time < now_ns.saturating_sub(rule.max_age_ms.saturating_mul(1_000_000)) {

@@ -277,6 +277,10 @@ fn retention_removes_what_it_should_and_nothing_else() {
         },
     );
     add(&mut sm, block("old-raw-b", "b", 3, T0, T0 + 1000));
+    // Old raw data not yet through its day job (a segment and an hour
+    // block): kept until the day job has written its roll-ups.
+    add(&mut sm, block("old-segment", "a", 0, T0, T0 + 1000));
+    add(&mut sm, block("old-hour-block", "a", 2, T0, T0 + 1000));
     let rules = vec![
         RetentionRule {
             tenant: String::new(),
@@ -302,7 +306,16 @@ fn retention_removes_what_it_should_and_nothing_else() {
     assert_eq!(removed, Applied::Removed(1));
     let mut ids: Vec<&str> = sm.index().iter().map(|b| b.id.as_str()).collect();
     ids.sort();
-    assert_eq!(ids, vec!["new-raw", "old-hour-tier", "old-raw-b"]);
+    assert_eq!(
+        ids,
+        vec![
+            "new-raw",
+            "old-hour-block",
+            "old-hour-tier",
+            "old-raw-b",
+            "old-segment"
+        ]
+    );
     assert_eq!(
         sm.tombstones()
             .map(|t| t.block_id.as_str())
