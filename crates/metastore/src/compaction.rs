@@ -110,7 +110,7 @@ pub fn plan(
             }
             for (day, members) in &days {
                 let ended = day + DAY + policy.day_grace_ms.saturating_mul(1_000_000) <= now;
-                let unfinished = members.iter().any(|b| b.level < 3);
+                let unfinished = members.iter().any(|b| b.level < DAY_LEVEL);
                 // A raw job still running inside the day must finish first.
                 if !ended
                     || !unfinished
@@ -125,7 +125,7 @@ pub fn plan(
                 // The day's previous roll-ups (late data) are replaced too.
                 let old_tiers = blocks.iter().filter(|b| {
                     b.resolution > 0
-                        && b.level == 3
+                        && b.level == DAY_LEVEL
                         && b.coverage
                             .iter()
                             .any(|c| c.start == *day && c.end == day + DAY)
@@ -142,7 +142,7 @@ pub fn plan(
                     window_start: *day,
                     window_end: day + DAY,
                     sources,
-                    target_level: 3,
+                    target_level: DAY_LEVEL,
                     resolution: 0,
                 });
             }
@@ -151,7 +151,7 @@ pub fn plan(
             let mut hours: BTreeMap<i64, Vec<&BlockMeta>> = BTreeMap::new();
             for b in raw
                 .iter()
-                .filter(|b| b.level < 3 && !taken.contains(b.id.as_str()))
+                .filter(|b| b.level < DAY_LEVEL && !taken.contains(b.id.as_str()))
             {
                 hours.entry(window(b.min_time, HOUR)).or_default().push(b);
             }
