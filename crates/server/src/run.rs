@@ -173,14 +173,17 @@ pub async fn run(
     });
     let distributor = match (has(Module::Distributor), &ring) {
         (true, Some(ring)) => {
+            // In a process with an ingester, the distributor calls it
+            // directly.
+            let clients = IngesterClients::new(config.distributor.push_timeout);
             let d = Distributor::new(
                 config.distributor.clone(),
                 Arc::clone(&limits_source),
                 Arc::clone(ring) as Arc<dyn RingSource>,
                 Arc::new(match &ingester {
-                    Some(i) => IngesterClients::new(config.distributor.push_timeout)
+                    Some(i) => clients
                         .with_local(advertise.clone(), Arc::new(IngesterGrpc::new(i.clone()))),
-                    None => IngesterClients::new(config.distributor.push_timeout),
+                    None => clients,
                 }),
                 DistributorMetrics::register(&mut registry),
             );
