@@ -17,7 +17,6 @@ use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
 use parquet::file::metadata::RowGroupMetaData;
-use parquet::file::statistics::Statistics;
 use prost::Message;
 
 use crate::schema;
@@ -537,11 +536,6 @@ fn col<'a, T: Array + 'static>(b: &'a RecordBatch, i: usize, r: &BlockReader) ->
 }
 
 fn row_group_may_contain(rg: &RowGroupMetaData, partition: u32) -> bool {
-    match rg.column(0).statistics() {
-        Some(Statistics::Int32(s)) => match (s.min_opt(), s.max_opt()) {
-            (Some(&min), Some(&max)) => (min as u32) <= partition && partition <= (max as u32),
-            _ => true,
-        },
-        _ => true,
-    }
+    crate::sample_scan::chunk_range(rg.column(0).statistics(), true)
+        .is_none_or(|(min, max)| (min..=max).contains(&i64::from(partition)))
 }

@@ -205,7 +205,7 @@ impl Sums {
 }
 
 /// The `[min, max]` of an integer column chunk, as i64, if recorded.
-fn chunk_range(stats: Option<&Statistics>, unsigned: bool) -> Option<(i64, i64)> {
+pub(crate) fn chunk_range(stats: Option<&Statistics>, unsigned: bool) -> Option<(i64, i64)> {
     match stats? {
         Statistics::Int32(s) => {
             let (min, max) = (*s.min_opt()?, *s.max_opt()?);
