@@ -29,6 +29,29 @@ async fn cluster_answers_like_a_single_process() {
     .unwrap();
     let push = Client::new(&cluster.push[0]);
     let query = Client::new(&cluster.query);
+    // The frontend spreads merges over the queriers it knows: wait until it
+    // lists both (ingest is fast enough that the first queries could
+    // otherwise run before its member list has caught up).
+    wait_until(
+        "the query-frontend to list both queriers",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || async {
+            let log = cluster.log("query-frontend-1");
+            let last = log
+                .lines()
+                .rfind(|l| l.contains("members changed") && l.contains("role=querier"))
+                .unwrap_or_default()
+                .to_owned();
+            if last.contains("querier-1") && last.contains("querier-2") {
+                Ok(())
+            } else {
+                Err(format!("last querier list: {last:?}"))
+            }
+        },
+    )
+    .await
+    .unwrap();
     // A caller's request id crosses the distributor → ingester gRPC hop:
     // the ingester learns it only from the call's metadata.
     let resp = reqwest::Client::new()
