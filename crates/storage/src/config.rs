@@ -143,7 +143,7 @@ impl StorageConfig {
                 let fs = LocalFileSystem::new_with_prefix(&dir).map_err(|e| {
                     StorageError::Config(format!("cannot open {}: {e}", dir.display()))
                 })?;
-                Ok(Arc::new(fs))
+                Ok(Arc::new(crate::local::MappedLocalStore::new(fs)))
             }
             StorageBackend::S3 => {
                 let mut b = AmazonS3Builder::from_env()

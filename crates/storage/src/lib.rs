@@ -21,6 +21,7 @@ pub mod config;
 pub mod error;
 pub mod faults;
 pub mod layout;
+pub mod local;
 pub mod reader;
 pub mod resolve;
 pub mod sample_scan;

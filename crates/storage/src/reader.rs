@@ -444,15 +444,18 @@ impl BlockReader {
             let addrs = col::<UInt64Array>(b, 3, self)?;
             let lf = col::<ListArray>(b, 4, self)?;
             let ln = col::<ListArray>(b, 5, self)?;
+            // The lists' flat values and offsets, rather than a sliced
+            // array (an allocation) per row.
+            let (fv, nv) = (
+                lf.values().as_primitive::<UInt32Type>().values(),
+                ln.values().as_primitive::<Int64Type>().values(),
+            );
+            let (fo, no) = (lf.value_offsets(), ln.value_offsets());
             for i in (0..b.num_rows()).filter(|&i| p.value(i) == partition) {
                 self.expect_dense(id.value(i), sym.locations.len(), schema::LOCATIONS)?;
-                let fs = lf.value(i);
-                let ns = ln.value(i);
-                let fs = fs.as_primitive::<UInt32Type>();
-                let ns = ns.as_primitive::<Int64Type>();
-                let lines = (0..fs.len().min(ns.len()))
-                    .map(|j| (fs.value(j), ns.value(j)))
-                    .collect();
+                let fs = &fv[fo[i] as usize..fo[i + 1] as usize];
+                let ns = &nv[no[i] as usize..no[i + 1] as usize];
+                let lines = fs.iter().copied().zip(ns.iter().copied()).collect();
                 sym.locations.push(LocationRow {
                     mapping_id: maps.value(i),
                     address: addrs.value(i),
