@@ -28,6 +28,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ -n "$data_dir" ] || { echo "--data-dir is required" >&2; exit 2; }
+# Absolute, as in the nodes' command lines (see node_pid).
+if [ -d "$data_dir" ]; then data_dir="$(cd "$data_dir" && pwd)"; fi
 
 here="$(cd "$(dirname "$0")/../.." && pwd)"
 if [ -z "$bin" ]; then
@@ -42,10 +44,27 @@ start_node() { # name
   echo $! >"$data_dir/pids/$name.pid"
 }
 
+# The pid of node `name` if that process is still the node. A node that
+# died leaves its pid file behind, and the kernel reuses pids, so a bare
+# `kill $(cat pid)` could signal an unrelated process that got the same pid
+# (seen in the test suite: a stop of one cluster terminated a node of
+# another). The node's command line names its data directory.
+node_pid() { # name
+  local f="$data_dir/pids/$1.pid" pid
+  [ -f "$f" ] || return 1
+  pid="$(cat "$f")"
+  is_node "$pid" "$1" || return 1
+  echo "$pid"
+}
+
+is_node() { # pid name
+  ps -ww -o args= -p "$1" 2>/dev/null | grep -qF -e "--data-dir $data_dir/$2" -e "$data_dir/cmd/$2.sh"
+}
+
 wait_ready() { # name http_port
   local name="$1" port="$2" deadline=$((SECONDS + 60))
   until curl -fsS -o /dev/null "http://127.0.0.1:$port/ready" 2>/dev/null; do
-    if ! kill -0 "$(cat "$data_dir/pids/$name.pid")" 2>/dev/null; then
+    if ! node_pid "$name" >/dev/null; then
       echo "$name exited; last log lines:" >&2; tail -20 "$data_dir/logs/$name.log" >&2; return 1
     fi
     if [ $SECONDS -ge $deadline ]; then
@@ -99,22 +118,26 @@ CMD
   ;;
 stop)
   [ -d "$data_dir/pids" ] || exit 0
+  running=()
   for f in "$data_dir"/pids/*.pid; do
     [ -e "$f" ] || continue
-    kill -TERM "$(cat "$f")" 2>/dev/null || true
+    name="$(basename "$f" .pid)"
+    if pid="$(node_pid "$name")"; then
+      kill -TERM "$pid" 2>/dev/null || true
+      running+=("$pid:$name")
+    fi
+    rm -f "$f"
   done
   deadline=$((SECONDS + 30))
-  for f in "$data_dir"/pids/*.pid; do
-    [ -e "$f" ] || continue
-    pid="$(cat "$f")"
-    while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    rm -f "$f"
+  for entry in "${running[@]}"; do
+    pid="${entry%%:*}"; name="${entry#*:}"
+    while is_node "$pid" "$name" && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
+    if is_node "$pid" "$name"; then kill -KILL "$pid" 2>/dev/null || true; fi
   done
   ;;
 restart-node)
   [ -n "$node" ] && [ -f "$data_dir/cmd/$node.sh" ] || { echo "unknown node $node" >&2; exit 2; }
-  if [ -f "$data_dir/pids/$node.pid" ] && kill -0 "$(cat "$data_dir/pids/$node.pid")" 2>/dev/null; then
+  if node_pid "$node" >/dev/null; then
     echo "$node is still running" >&2; exit 1
   fi
   start_node "$node"

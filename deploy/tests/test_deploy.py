@@ -1097,3 +1097,34 @@ def test_image_and_chart_agree(renderings):
                 assert f"/src/target/release/kiln {binary}" in dockerfile
     config = yaml.safe_load(rendered_kiln_yaml(renderings["microservices-defaults"]))
     assert [config["data_dir"]] == volume
+
+
+def test_local_cluster_stop_signals_only_its_own_nodes(tmp_path):
+    """deploy/local/cluster.sh stop: a node that died leaves its pid file
+    behind and the kernel reuses pids, so stop must check that the process
+    behind a pid file is still that node before signalling it."""
+    data = tmp_path / "cluster"
+    (data / "pids").mkdir(parents=True)
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    # A live node: its command line names its data directory, as the
+    # commands cluster.sh writes do (`--data-dir DIR/<node>`).
+    node = subprocess.Popen(sleeper + ["--data-dir", str(data / "ingester-1")])
+    # An unrelated process holding the pid a dead node had.
+    stranger = subprocess.Popen(sleeper)
+    try:
+        (data / "pids" / "ingester-1.pid").write_text(f"{node.pid}\n")
+        (data / "pids" / "ingester-2.pid").write_text(f"{stranger.pid}\n")
+        # A pid that no longer exists at all.
+        (data / "pids" / "querier-1.pid").write_text("999999\n")
+        subprocess.run(
+            ["bash", str(DEPLOY / "local" / "cluster.sh"), "stop", "--data-dir", str(data)],
+            check=True, timeout=60,
+        )
+        assert node.wait(timeout=10) == -signal.SIGTERM
+        assert stranger.poll() is None, "stop signalled a process that is not its node"
+        assert not list((data / "pids").glob("*.pid"))
+    finally:
+        for p in (node, stranger):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
