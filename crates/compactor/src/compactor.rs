@@ -18,9 +18,7 @@ use ulid::Ulid;
 
 use crate::{CompactorConfig, CompactorMetrics};
 
-const MINUTE: i64 = 60_000_000_000;
-const HOUR: i64 = 60 * MINUTE;
-const DAY: i64 = 24 * HOUR;
+use kiln_model::tiers::{DAY, DAY_LEVEL, HOUR, MINUTE, TIER_RESOLUTIONS};
 
 /// Why a job failed.
 #[derive(Debug, thiserror::Error)]
@@ -472,8 +470,14 @@ pub fn day_rollups(
         end,
         raw_block: day.id.clone(),
     }];
-    let mut rollups =
-        RollupBuilder::new(tenant, shard, 3, &[MINUTE, HOUR, DAY], node_cap, coverage);
+    let mut rollups = RollupBuilder::new(
+        tenant,
+        shard,
+        DAY_LEVEL,
+        &TIER_RESOLUTIONS,
+        node_cap,
+        coverage,
+    );
     rollups.add_block(day)?;
     Ok(rollups
         .finish()

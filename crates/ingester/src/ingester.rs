@@ -7,6 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kiln_cluster::MetastoreClient;
 use kiln_model::Labels;
+use kiln_model::tiers::HOUR;
 use kiln_proto::google::v1::Profile;
 use kiln_proto::kiln::ingester::v1::{PushRequest, PushResponse};
 use kiln_storage::{BlockBuilder, layout};
@@ -28,9 +29,6 @@ type Decoded = (Labels, Option<[u8; 16]>, Profile);
 /// need to split a block.
 type Buffers = HashMap<BufferKey, Arc<Mutex<Buffer>>>;
 type BufferKey = (String, u32, i64);
-
-/// One hour in ns.
-const HOUR: i64 = 3_600_000_000_000;
 
 /// Profiles of one (tenant, shard) waiting to be written.
 struct Buffer {

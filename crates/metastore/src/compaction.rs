@@ -21,16 +21,9 @@ use kiln_proto::kiln::metastore::v1::{BlockMeta, CompactionPolicy, Job, JobKind}
 
 use crate::index::BlockIndex;
 
-/// One hour, in ns.
-pub const HOUR: i64 = 3_600_000_000_000;
-/// One day, in ns.
-pub const DAY: i64 = 24 * HOUR;
-/// One minute, in ns.
-pub const MINUTE: i64 = 60_000_000_000;
-/// The roll-up resolutions written for every compacted day.
-pub const TIER_RESOLUTIONS: [i64; 3] = [MINUTE, HOUR, DAY];
-/// Level of the raw day blocks the day job writes (with the day's roll-ups).
-pub const DAY_LEVEL: u32 = 3;
+pub use kiln_model::tiers::{
+    DAY, DAY_LEVEL, HOUR, HOUR_LEVEL, MINUTE, SEGMENT_LEVEL, SEGMENT_MERGE_LEVEL, TIER_RESOLUTIONS,
+};
 
 fn window(t: i64, width: i64) -> i64 {
     t.div_euclid(width) * width
@@ -157,7 +150,7 @@ pub fn plan(
             }
             for (hour, members) in &hours {
                 let ended = hour + HOUR + policy.hour_grace_ms.saturating_mul(1_000_000) <= now;
-                if ended && members.iter().any(|b| b.level < 2) {
+                if ended && members.iter().any(|b| b.level < HOUR_LEVEL) {
                     let mut sorted = members.clone();
                     sorted.sort_by_key(|b| (b.min_time, b.id.clone()));
                     sorted.truncate(max_sources);
@@ -168,13 +161,16 @@ pub fn plan(
                         window_start: *hour,
                         window_end: hour + HOUR,
                         sources: sorted.iter().map(|b| b.id.clone()).collect(),
-                        target_level: 2,
+                        target_level: HOUR_LEVEL,
                         resolution: 0,
                     });
                     continue;
                 }
-                let mut segments: Vec<&BlockMeta> =
-                    members.iter().copied().filter(|b| b.level == 0).collect();
+                let mut segments: Vec<&BlockMeta> = members
+                    .iter()
+                    .copied()
+                    .filter(|b| b.level == SEGMENT_LEVEL)
+                    .collect();
                 let oldest = segments
                     .iter()
                     .map(|b| b.created_at)
@@ -192,7 +188,7 @@ pub fn plan(
                         window_start: *hour,
                         window_end: hour + HOUR,
                         sources: segments.iter().map(|b| b.id.clone()).collect(),
-                        target_level: 1,
+                        target_level: SEGMENT_MERGE_LEVEL,
                         resolution: 0,
                     });
                 }

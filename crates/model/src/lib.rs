@@ -17,6 +17,7 @@ pub mod profile_type;
 pub mod sandwich;
 pub mod selector;
 pub mod tenant;
+pub mod tiers;
 pub mod timeseries;
 pub mod tree;
 pub mod truncation;

@@ -3,6 +3,7 @@
 use kiln_model::labels::{
     LABEL_PERIOD_TYPE, LABEL_PERIOD_UNIT, LABEL_PROFILE_TYPE, LABEL_TYPE, LABEL_UNIT,
 };
+use kiln_model::tiers::{DAY, HOUR, MINUTE};
 use kiln_model::{Labels, Selector};
 use kiln_proto::kiln::metastore::v1::BlockMeta;
 use kiln_storage::SeriesRow;
@@ -63,8 +64,7 @@ pub(crate) fn pinned_services(selectors: &[Selector]) -> Option<Vec<String>> {
 }
 
 /// Tier resolutions, coarsest first (ns).
-const TIERS: [i64; 3] = [86_400_000_000_000, 3_600_000_000_000, 60_000_000_000];
-const DAY: i64 = 86_400_000_000_000;
+const TIERS: [i64; 3] = [DAY, HOUR, MINUTE];
 
 /// A part of a query answered from one resolution: `[start, end)` in ns,
 /// resolution 0 = raw profiles.
