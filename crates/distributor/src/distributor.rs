@@ -346,34 +346,24 @@ impl Distributor {
         request: IngesterPushRequest,
     ) -> Result<()> {
         let owners = ring.owners(shard);
-        if owners.is_empty() {
+        // Only a failover needs the request again: the earlier candidates
+        // get a copy, the last one (usually the only one tried, with one
+        // ingester per shard alive) takes it.
+        let Some((final_member, earlier)) = owners.split_last() else {
             return Err(DistributorError::NoIngester { shard });
-        }
-        let mut last = None;
-        let mut request = Some(request);
-        let count = owners.len();
-        for (i, member) in owners.into_iter().enumerate() {
-            // Only a failover needs the request again: the last candidate
-            // takes it (usually the first one, with one ingester per shard
-            // alive), the others get a copy.
-            let attempt = if i + 1 == count {
-                request.take()
-            } else {
-                request.clone()
-            };
-            let Some(attempt) = attempt else { break };
-            match self.clients.push(&member.addr, attempt).await {
+        };
+        for member in earlier {
+            match self.clients.push(&member.addr, request.clone()).await {
                 Ok(_) => return Ok(()),
                 Err(e) if e.code() == kiln_model::ErrorCode::Unavailable => {
                     tracing::warn!(shard, ingester = %member.id, error = %e, "ingester unavailable, trying the next one");
-                    last = Some(e);
                 }
                 Err(e) => return Err(DistributorError::Ingester { shard, source: e }),
             }
         }
-        match last {
-            Some(source) => Err(DistributorError::Ingester { shard, source }),
-            None => Err(DistributorError::NoIngester { shard }),
+        match self.clients.push(&final_member.addr, request).await {
+            Ok(_) => Ok(()),
+            Err(source) => Err(DistributorError::Ingester { shard, source }),
         }
     }
 }
