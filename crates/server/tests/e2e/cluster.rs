@@ -289,21 +289,34 @@ async fn kill9_under_load_loses_nothing_acknowledged() {
     cluster
         .restart(&format!("metastore-{}", leader_idx + 1))
         .unwrap();
-    let (_, now_leader) = wait_leader(&cluster, &alive).await;
+    let (new_leader_idx, now_leader) = wait_leader(&cluster, &alive).await;
     let target = now_leader.last_log_index;
     let addr = cluster.metastores[leader_idx].clone();
+    let leader_addr = cluster.metastores[new_leader_idx].clone();
+    // Caught up: past the leader's log end of just now, and holding the
+    // same block index as the leader whenever both have applied the same
+    // entries. (Not "at least as many blocks as the leader had": the
+    // compactor may still be replacing segments by merged blocks, which
+    // lowers the count on every replica.)
     wait_until(
         "the restarted replica to catch up",
         Duration::from_secs(60),
         Duration::from_millis(200),
         || {
-            let addr = addr.clone();
+            let (addr, leader_addr) = (addr.clone(), leader_addr.clone());
             async move {
-                match status(&addr).await {
-                    Some(s) if s.last_applied_index >= target && s.blocks >= now_leader.blocks => {
+                let (replica, leader) = (status(&addr).await, status(&leader_addr).await);
+                match (&replica, &leader) {
+                    (Some(r), Some(l))
+                        if r.last_applied_index >= target
+                            && r.last_applied_index == l.last_applied_index
+                            && r.blocks == l.blocks =>
+                    {
                         Ok(())
                     }
-                    other => Err(format!("{other:?}")),
+                    _ => Err(format!(
+                        "target {target}; replica {replica:?}; leader {leader:?}"
+                    )),
                 }
             }
         },
