@@ -31,10 +31,13 @@ function kilnNodeRetain() {
 
 const deadline = Date.now() + Number(seconds) * 1000;
 // V8 may inline kilnNodeRetain here, so heap samples name this function.
+// fib(20) per allocation keeps kilnNodeFib well above half of the wall
+// time even when the machine is loaded (with fib(18) the allocations and
+// their GC took over half on a busy machine).
 function kilnNodeBusySlice() {
   const started = Date.now();
   while (Date.now() - started < 100) {
-    kilnNodeFib(18);
+    kilnNodeFib(20);
     kilnNodeRetain();
   }
   if (Date.now() < deadline) {
