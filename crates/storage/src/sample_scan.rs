@@ -204,17 +204,20 @@ impl Sums {
     }
 }
 
+/// An Int32 `[min, max]` as i64; `unsigned` for `u32` columns, which
+/// Parquet stores as Int32.
+fn widen_i32((min, max): (i32, i32), unsigned: bool) -> (i64, i64) {
+    if unsigned {
+        (i64::from(min as u32), i64::from(max as u32))
+    } else {
+        (i64::from(min), i64::from(max))
+    }
+}
+
 /// The `[min, max]` of an integer column chunk, as i64, if recorded.
 pub(crate) fn chunk_range(stats: Option<&Statistics>, unsigned: bool) -> Option<(i64, i64)> {
     match stats? {
-        Statistics::Int32(s) => {
-            let (min, max) = (*s.min_opt()?, *s.max_opt()?);
-            Some(if unsigned {
-                (i64::from(min as u32), i64::from(max as u32))
-            } else {
-                (i64::from(min), i64::from(max))
-            })
-        }
+        Statistics::Int32(s) => Some(widen_i32((*s.min_opt()?, *s.max_opt()?), unsigned)),
         Statistics::Int64(s) => Some((*s.min_opt()?, *s.max_opt()?)),
         _ => None,
     }
@@ -223,14 +226,10 @@ pub(crate) fn chunk_range(stats: Option<&Statistics>, unsigned: bool) -> Option<
 /// The `[min, max]` of page `page` of an integer column, as i64, if recorded.
 fn page_range(index: &ColumnIndexMetaData, page: usize, unsigned: bool) -> Option<(i64, i64)> {
     match index {
-        ColumnIndexMetaData::INT32(ix) => {
-            let (min, max) = (*ix.min_value(page)?, *ix.max_value(page)?);
-            Some(if unsigned {
-                (i64::from(min as u32), i64::from(max as u32))
-            } else {
-                (i64::from(min), i64::from(max))
-            })
-        }
+        ColumnIndexMetaData::INT32(ix) => Some(widen_i32(
+            (*ix.min_value(page)?, *ix.max_value(page)?),
+            unsigned,
+        )),
         ColumnIndexMetaData::INT64(ix) => Some((*ix.min_value(page)?, *ix.max_value(page)?)),
         _ => None,
     }
@@ -432,46 +431,17 @@ impl BlockReader {
         max_stacks: usize,
         sums: &mut Sums,
     ) -> Result<()> {
-        let column = |name: &str| {
-            batch
-                .column_by_name(name)
-                .ok_or_else(|| StorageError::Corrupt {
-                    key: self.key().to_owned(),
-                    reason: format!("samples section has no column {name}"),
-                })
-        };
-        let typed = |name: &str| -> Result<UInt32Array> {
-            column(name)?
-                .as_any()
-                .downcast_ref::<UInt32Array>()
-                .cloned()
-                .ok_or_else(|| self.bad_column(name))
-        };
-        let partition = typed("partition")?;
-        let series_id = typed("series_id")?;
-        let stack_id = typed("stack_id")?;
-        let time = column("time_ns")?
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .cloned()
-            .ok_or_else(|| self.bad_column("time_ns"))?;
-        let value = column("value")?
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .cloned()
-            .ok_or_else(|| self.bad_column("value"))?;
+        let partition = self.samples_column::<UInt32Array>(batch, "partition")?;
+        let series_id = self.samples_column::<UInt32Array>(batch, "series_id")?;
+        let stack_id = self.samples_column::<UInt32Array>(batch, "stack_id")?;
+        let time = self.samples_column::<Int64Array>(batch, "time_ns")?;
+        let value = self.samples_column::<Int64Array>(batch, "value")?;
         let profile_idx = match profiles {
-            Some(_) => Some(typed("profile_idx")?),
+            Some(_) => Some(self.samples_column::<UInt32Array>(batch, "profile_idx")?),
             None => None,
         };
         let span_id = match spans {
-            Some(_) => Some(
-                column("span_id")?
-                    .as_any()
-                    .downcast_ref::<UInt64Array>()
-                    .cloned()
-                    .ok_or_else(|| self.bad_column("span_id"))?,
-            ),
+            Some(_) => Some(self.samples_column::<UInt64Array>(batch, "span_id")?),
             None => None,
         };
         let (partition, series_id, stack_id) =
@@ -516,11 +486,22 @@ impl BlockReader {
         Ok(())
     }
 
-    fn bad_column(&self, name: &str) -> StorageError {
-        StorageError::Corrupt {
+    /// Column `name` of a decoded `samples` batch as `T`.
+    fn samples_column<'a, T: Array + 'static>(
+        &self,
+        batch: &'a RecordBatch,
+        name: &str,
+    ) -> Result<&'a T> {
+        let corrupt = |reason: String| StorageError::Corrupt {
             key: self.key().to_owned(),
-            reason: format!("unexpected type of samples column {name}"),
-        }
+            reason,
+        };
+        batch
+            .column_by_name(name)
+            .ok_or_else(|| corrupt(format!("samples section has no column {name}")))?
+            .as_any()
+            .downcast_ref::<T>()
+            .ok_or_else(|| corrupt(format!("unexpected type of samples column {name}")))
     }
 }
 
