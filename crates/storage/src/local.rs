@@ -154,15 +154,12 @@ impl ObjectStore for MappedLocalStore {
         // The inner store opens the file, checks preconditions and resolves
         // the range against the file's length.
         let result = self.inner.get_opts(location, options).await?;
+        if !ranged || result.range.end - result.range.start < MAP_MIN_BYTES {
+            return Ok(result);
+        }
         let GetResultPayload::File(file, path) = result.payload else {
             return Ok(result);
         };
-        if !ranged || result.range.end - result.range.start < MAP_MIN_BYTES {
-            return Ok(GetResult {
-                payload: GetResultPayload::File(file, path),
-                ..result
-            });
-        }
         let (range, size) = (result.range.clone(), result.meta.size);
         let bytes = blocking(move || read_range(&file, &path, size, range)).await?;
         Ok(GetResult {
