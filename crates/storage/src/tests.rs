@@ -84,7 +84,8 @@ fn test_profile(time: i64) -> Profile {
     }
 }
 
-fn resolve(sym: &PartitionSymbols, mut node: u32) -> String {
+/// The frames of stack node `node`, root first, joined by `;`.
+pub(crate) fn resolve(sym: &PartitionSymbols, mut node: u32) -> String {
     let mut frames = Vec::new();
     while node != 0 {
         let loc = &sym.locations[sym.stack_locations[node as usize] as usize];

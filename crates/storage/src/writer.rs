@@ -1287,15 +1287,8 @@ mod tests {
         assert_eq!(sym.locations.len(), 4);
         let mut got: BTreeMap<String, i64> = BTreeMap::new();
         for row in r.sample_rows().await.unwrap() {
-            let mut frames = Vec::new();
-            let mut node = row.stack;
-            while node != 0 {
-                let loc = &sym.locations[sym.stack_locations[node as usize] as usize];
-                frames.push(sym.functions[loc.lines[0].0 as usize].name.clone());
-                node = sym.stack_parents[node as usize];
-            }
-            frames.reverse();
-            *got.entry(frames.join(";")).or_default() += row.value;
+            *got.entry(crate::tests::resolve(&sym, row.stack))
+                .or_default() += row.value;
         }
         let doubled: BTreeMap<String, i64> =
             expected.iter().map(|(k, v)| (k.clone(), 2 * v)).collect();
