@@ -7,6 +7,7 @@ mod ingest;
 mod ops;
 mod render;
 pub mod ui_api;
+mod unread;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -126,6 +127,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))
         .route("/api/v1/status/buildinfo", get(ops::buildinfo))
+        .layer(axum::middleware::from_fn(unread::finish_body))
         .with_state(state)
 }
 

@@ -184,6 +184,16 @@ async fn every_limit_answers_with_its_code_and_overrides_reload() {
     let big: String = (0..20_000).map(|i| format!("main;f{i} 1\n")).collect();
     assert!(big.len() > 100_000);
     refused(413, &push_folded(&tiny, "app", &big).await, "100000");
+    // A refused body leaves its connection usable: the client (one
+    // connection pool) sends the next request at once and it is answered,
+    // whether the oversized body was a little or a lot over the limit.
+    let huge: String = big.repeat(40);
+    for round in 0..20 {
+        let over = if round % 2 == 0 { &big } else { &huge };
+        refused(413, &push_folded(&tiny, "app", over).await, "100000");
+        let r = push_folded(&tiny, "after", "main;a 1\n").await;
+        assert_eq!(r.status, 200, "round {round}: {}", r.text());
+    }
     let pprof = read_testdata("pprof/cpu.pb.gz");
     let r = tiny
         .ingest(
