@@ -138,9 +138,22 @@ fn not_running(role: &str) -> ApiError {
     )
 }
 
+/// The body limit of a write: the tenant's `max_body_bytes` (overrides
+/// included), or the node's default when the tenant is not known yet (the
+/// handler then refuses the request for that).
+fn write_body_limit(state: &AppState, headers: &HeaderMap) -> usize {
+    match (
+        &state.distributor,
+        tenant_for_write(headers, state.multitenancy),
+    ) {
+        (Some(d), Ok(tenant)) => d.tenant_limits(&tenant).max_body_bytes,
+        _ => state.body_limit,
+    }
+}
+
 /// `POST /push.v1.PusherService/Push` (Connect, gRPC framing also accepted).
 async fn push(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    let limit = state.body_limit;
+    let limit = write_body_limit(&state, &headers);
     let h = headers.clone();
     connect::unary(headers, body, limit, |req: PushRequest, size| async move {
         let distributor = state
@@ -198,7 +211,7 @@ async fn otlp_http(State(state): State<AppState>, headers: HeaderMap, body: Body
 
 /// `ProfilesService/Export` on the HTTP port (Connect or gRPC framing).
 async fn otlp_export(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    let limit = state.body_limit;
+    let limit = write_body_limit(&state, &headers);
     let h = headers.clone();
     connect::unary(headers, body, limit, |req: OtlpRequest, size| async move {
         let distributor = state

@@ -311,3 +311,69 @@ async fn every_limit_answers_with_its_code_and_overrides_reload() {
     assert_eq!(r.status, 200);
     server.stop().unwrap();
 }
+
+/// An override can raise a tenant's body limit above the node's default on
+/// every HTTP write path (`/ingest` and Connect Push), while other tenants
+/// keep the default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overrides_raise_the_body_limit_above_the_default() {
+    use kiln_proto::push::v1::PushResponse;
+
+    let dir = tempfile::tempdir().unwrap();
+    let overrides = dir.path().join("overrides.yaml");
+    std::fs::write(
+        &overrides,
+        "overrides:\n  roomy:\n    max_body_bytes: 1000000\n",
+    )
+    .unwrap();
+    let server = Kiln::start_with_env(
+        &Kiln::binary(),
+        &dir.path().join("data"),
+        &[],
+        &[
+            ("KILN_MULTITENANCY__ENABLED", "true"),
+            ("KILN_LIMITS__MAX_BODY_BYTES", "100000"),
+            ("KILN_RUNTIME_CONFIG__FILE", overrides.to_str().unwrap()),
+        ],
+    )
+    .unwrap();
+    let base = server.http.as_str();
+    // A 198 kB uncompressed pprof: over the default, under roomy's limit.
+    let pprof = read_testdata("pprof/dotnet-pprof-211.pb.gz");
+    assert!((100_000..1_000_000).contains(&pprof.len()));
+    let query = || {
+        [
+            ("name", "big".to_owned()),
+            ("format", "pprof".into()),
+            ("from", secs()),
+            ("until", secs()),
+        ]
+    };
+    for (tenant, allowed) in [("roomy", true), ("plain", false)] {
+        let c = Client::new(base).with_tenant(tenant);
+        let r = c
+            .ingest(&query(), "application/octet-stream", pprof.clone())
+            .await
+            .unwrap();
+        let push = c
+            .connect_proto::<_, PushResponse>(
+                "/push.v1.PusherService/Push",
+                &crate::grpc::push_request("big", pprof.clone()),
+                false,
+            )
+            .await
+            .unwrap();
+        if allowed {
+            assert_eq!(r.status, 200, "{tenant} /ingest: {}", r.text());
+            assert!(
+                push.is_ok(),
+                "{tenant} Push: {:?}",
+                push.err().map(|r| r.text())
+            );
+        } else {
+            refused(413, &r, "100000");
+            refused(413, &push.expect_err("refused"), "100000");
+        }
+    }
+    server.stop().unwrap();
+}
