@@ -340,11 +340,16 @@ CREDENTIALS = [
 ]
 
 
+CLUSTER_SECRET = "deploytest-cluster-secret-42"
+
+
 @pytest.mark.parametrize("mode", ["single-binary", "microservices"])
 def test_chart_rendering_with_auth_and_overrides(mode, tmp_path):
     """Auth and multi-tenancy on, team-b limited to one label per series by
     an override. Unauthenticated and under-scoped pushes and queries are
-    refused; the credentials' own tenants are served. Then an upgrade that
+    refused; the credentials' own tenants are served; the pods call each
+    other with the cluster secret, which the metastore requires of any
+    other caller. Then an upgrade that
     lifts the override keeps every pod template as it was, and once the new
     ConfigMap is in the pods' volume, team-b's push is accepted."""
     values = {
@@ -352,12 +357,24 @@ def test_chart_rendering_with_auth_and_overrides(mode, tmp_path):
         "auth": {"enabled": True, "credentials": CREDENTIALS},
         "overrides": {"team-b": {"max_label_names": 1}},
         "runtimeConfig": {"period": "500ms"},
+        "clusterSecret": {"value": CLUSTER_SECRET},
     }
     with running(mode, tmp_path, **values) as cluster:
         if mode == "microservices":
             distributor = cluster.url(cluster.ips("kiln-distributor")[0])
             queriers = [cluster.url(cluster.ips("kiln-query-frontend")[0]),
                         cluster.url(cluster.ips("kiln-querier")[1])]
+            # The pods talk to each other with the cluster secret (they
+            # became ready, and the pushes below cross them); a caller
+            # without it is refused by the metastore, one with it served.
+            metastore = f"{cluster.ips('kiln-metastore')[0]}:{cluster.values['ports']['grpc']}"
+            env = {k: v for k, v in os.environ.items() if not k.startswith("KILN_")}
+            ls = [kiln_bin(), "blocks", "ls", "--metastore", metastore, "--tenant", "team-a"]
+            refused = subprocess.run(ls, env=env, capture_output=True, text=True, timeout=60)
+            assert refused.returncode != 0 and "cluster secret" in refused.stderr, refused.stderr
+            served = subprocess.run(ls, env={**env, "KILN_CLUSTER__SECRET": CLUSTER_SECRET},
+                                    capture_output=True, text=True, timeout=60)
+            assert served.returncode == 0, served.stderr
         else:
             distributor = cluster.url(cluster.pods[0][2])
             queriers = [distributor]

@@ -512,6 +512,59 @@ def test_chart_refuses_auth_values_kiln_would_refuse(values, message, chart):
         chart_render.render(values, chart)
 
 
+CLUSTER_SECRET = "chart-cluster-secret-0123456789"
+
+
+@pytest.mark.parametrize("mode", ["single-binary", "microservices"])
+def test_cluster_secret_reaches_every_pod(mode, chart):
+    """clusterSecret.value goes into the chart's Secret as
+    KILN_CLUSTER__SECRET, loaded by every pod, whose template changes with
+    the value (Kiln reads it at start); existingSecret becomes a
+    secretKeyRef in every kiln container."""
+    def render(cluster_secret):
+        return chart_render.render({"mode": mode, "clusterSecret": cluster_secret}, chart)
+
+    rendered = render({"value": CLUSTER_SECRET})
+    docs = [d for _, d in chart_render.documents(rendered)]
+    secret = next(d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"] == "kiln")
+    assert secret["stringData"]["KILN_CLUSTER__SECRET"] == CLUSTER_SECRET
+    templates = pod_templates(rendered)
+    assert templates
+    for name, template in templates.items():
+        container = template["spec"]["containers"][0]
+        assert {"secretRef": {"name": "kiln"}} in container["envFrom"], name
+        assert CLUSTER_SECRET not in yaml.safe_dump(template), name
+    rotated = pod_templates(render({"value": CLUSTER_SECRET + "-rotated"}))
+    for name, template in templates.items():
+        before = template["metadata"]["annotations"]["checksum/cluster-secret"]
+        assert rotated[name]["metadata"]["annotations"]["checksum/cluster-secret"] != before, name
+
+    managed = pod_templates(render({"existingSecret": "my-kiln-cluster", "key": "s"}))
+    for name, template in managed.items():
+        env = {e["name"]: e for e in template["spec"]["containers"][0]["env"]}
+        assert env["KILN_CLUSTER__SECRET"]["valueFrom"] == {
+            "secretKeyRef": {"name": "my-kiln-cluster", "key": "s"}
+        }, name
+        assert "checksum/cluster-secret" not in template["metadata"]["annotations"], name
+
+    # No secret (the default): nothing about it anywhere.
+    for name, template in pod_templates(render({})).items():
+        assert "KILN_CLUSTER__SECRET" not in yaml.safe_dump(template), name
+
+
+@pytest.mark.parametrize(
+    "values,message",
+    [
+        ({"value": "too-short"}, "clusterSecret"),
+        ({"value": "has spaces in the middle of it"}, "clusterSecret"),
+        ({"value": CLUSTER_SECRET, "existingSecret": "x"}, "not both"),
+    ],
+)
+def test_chart_refuses_cluster_secrets_kiln_would_refuse(values, message, chart):
+    with pytest.raises(helm.HelmError, match=re.escape(message)):
+        chart_render.render({"clusterSecret": values}, chart)
+
+
 def test_kiln_config_check_reports_a_bad_rendered_override(chart, tmp_path):
     """An override the schema lets through but Kiln refuses (the default
     node budget above the tenant's maximum) fails kiln config check on the

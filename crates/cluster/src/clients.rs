@@ -22,8 +22,9 @@ use kiln_proto::kiln::metastore::v1::{
 };
 use kiln_proto::kiln::querier::v1::task_service_client::TaskServiceClient;
 use kiln_proto::kiln::querier::v1::{MergeTasksRequest, MergeTasksResponse};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
+use crate::secret::{ClusterSecret, InternalChannel};
 use crate::status::error_code;
 
 /// Largest message exchanged between roles.
@@ -106,13 +107,18 @@ fn endpoint(addr: &str, timeout: Duration) -> Result<Endpoint, ClientError> {
 /// forwards to the leader).
 #[derive(Debug, Clone)]
 pub struct MetastoreClient {
-    replicas: Arc<Vec<(String, MetastoreServiceClient<Channel>)>>,
+    replicas: Arc<Vec<(String, MetastoreServiceClient<InternalChannel>)>>,
     preferred: Arc<AtomicUsize>,
 }
 
 impl MetastoreClient {
     /// A client of the replicas at `addrs` (`host:port`); connects lazily.
-    pub fn new(addrs: &[String], timeout: Duration) -> Result<Self, ClientError> {
+    /// Every call carries `secret`.
+    pub fn new(
+        addrs: &[String],
+        timeout: Duration,
+        secret: &ClusterSecret,
+    ) -> Result<Self, ClientError> {
         if addrs.is_empty() {
             return Err(ClientError::Address {
                 addr: String::new(),
@@ -121,7 +127,7 @@ impl MetastoreClient {
         }
         let mut replicas = Vec::with_capacity(addrs.len());
         for addr in addrs {
-            let channel = endpoint(addr, timeout)?.connect_lazy();
+            let channel = secret.connect_lazy(endpoint(addr, timeout)?);
             let client = MetastoreServiceClient::new(channel)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -138,7 +144,7 @@ impl MetastoreClient {
     /// short pause, to ride out leader elections.
     async fn call<T, F, Fut>(&self, method: &'static str, f: F) -> Result<T, ClientError>
     where
-        F: Fn(MetastoreServiceClient<Channel>) -> Fut,
+        F: Fn(MetastoreServiceClient<InternalChannel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let n = self.replicas.len();
@@ -335,7 +341,8 @@ impl MetastoreClient {
 /// all-in-one process went there).
 pub struct IngesterClients {
     timeout: Duration,
-    clients: Mutex<HashMap<String, IngesterServiceClient<Channel>>>,
+    secret: ClusterSecret,
+    clients: Mutex<HashMap<String, IngesterServiceClient<InternalChannel>>>,
     local: Option<(String, Arc<dyn IngesterService>)>,
 }
 
@@ -349,10 +356,11 @@ impl std::fmt::Debug for IngesterClients {
 }
 
 impl IngesterClients {
-    /// A pool whose calls time out after `timeout`.
-    pub fn new(timeout: Duration) -> Self {
+    /// A pool whose calls time out after `timeout` and carry `secret`.
+    pub fn new(timeout: Duration, secret: ClusterSecret) -> Self {
         IngesterClients {
             timeout,
+            secret,
             clients: Mutex::new(HashMap::new()),
             local: None,
         }
@@ -369,7 +377,7 @@ impl IngesterClients {
         self
     }
 
-    fn client(&self, addr: &str) -> Result<IngesterServiceClient<Channel>, ClientError> {
+    fn client(&self, addr: &str) -> Result<IngesterServiceClient<InternalChannel>, ClientError> {
         let mut clients = self
             .clients
             .lock()
@@ -377,7 +385,7 @@ impl IngesterClients {
         if let Some(c) = clients.get(addr) {
             return Ok(c.clone());
         }
-        let channel = endpoint(addr, self.timeout)?.connect_lazy();
+        let channel = self.secret.connect_lazy(endpoint(addr, self.timeout)?);
         let c = IngesterServiceClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -419,19 +427,21 @@ impl IngesterClients {
 #[derive(Debug)]
 pub struct QuerierClients {
     timeout: Duration,
-    clients: Mutex<HashMap<String, TaskServiceClient<Channel>>>,
+    secret: ClusterSecret,
+    clients: Mutex<HashMap<String, TaskServiceClient<InternalChannel>>>,
 }
 
 impl QuerierClients {
-    /// A pool whose calls time out after `timeout`.
-    pub fn new(timeout: Duration) -> Self {
+    /// A pool whose calls time out after `timeout` and carry `secret`.
+    pub fn new(timeout: Duration, secret: ClusterSecret) -> Self {
         QuerierClients {
             timeout,
+            secret,
             clients: Mutex::new(HashMap::new()),
         }
     }
 
-    fn client(&self, addr: &str) -> Result<TaskServiceClient<Channel>, ClientError> {
+    fn client(&self, addr: &str) -> Result<TaskServiceClient<InternalChannel>, ClientError> {
         let mut clients = self
             .clients
             .lock()
@@ -439,7 +449,7 @@ impl QuerierClients {
         if let Some(c) = clients.get(addr) {
             return Ok(c.clone());
         }
-        let channel = endpoint(addr, self.timeout)?.connect_lazy();
+        let channel = self.secret.connect_lazy(endpoint(addr, self.timeout)?);
         let c = TaskServiceClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);

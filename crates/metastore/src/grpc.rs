@@ -7,6 +7,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use kiln_cluster::InternalChannel;
 use kiln_cluster::status::to_status;
 use kiln_proto::kiln::metastore::v1::metastore_service_client::MetastoreServiceClient;
 use kiln_proto::kiln::metastore::v1::metastore_service_server::MetastoreService;
@@ -18,7 +19,7 @@ use kiln_proto::kiln::metastore::v1::{
     PurgeTombstonesResponse, QueryBlocksRequest, QueryBlocksResponse, RenewLeaseRequest,
     RenewLeaseResponse, StatusRequest, StatusResponse,
 };
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 use tonic::{Request, Response, Status};
 
 use crate::{Metastore, MetastoreError};
@@ -29,7 +30,7 @@ const FORWARDED: &str = "x-kiln-forwarded";
 #[derive(Debug, Clone)]
 pub struct MetastoreGrpc {
     metastore: Metastore,
-    leaders: Arc<Mutex<HashMap<String, MetastoreServiceClient<Channel>>>>,
+    leaders: Arc<Mutex<HashMap<String, MetastoreServiceClient<InternalChannel>>>>,
 }
 
 impl MetastoreGrpc {
@@ -41,7 +42,7 @@ impl MetastoreGrpc {
         }
     }
 
-    fn client(&self, addr: &str) -> Result<MetastoreServiceClient<Channel>, Status> {
+    fn client(&self, addr: &str) -> Result<MetastoreServiceClient<InternalChannel>, Status> {
         let mut leaders = self
             .leaders
             .lock()
@@ -53,7 +54,7 @@ impl MetastoreGrpc {
             .map_err(|e| Status::unavailable(format!("bad leader address {addr}: {e}")))?
             .connect_timeout(Duration::from_secs(1))
             .timeout(Duration::from_secs(30));
-        let c = MetastoreServiceClient::new(endpoint.connect_lazy())
+        let c = MetastoreServiceClient::new(self.metastore.cluster_secret().connect_lazy(endpoint))
             .max_decoding_message_size(kiln_cluster::clients::MAX_MESSAGE_BYTES)
             .max_encoding_message_size(kiln_cluster::clients::MAX_MESSAGE_BYTES);
         leaders.insert(addr.to_owned(), c.clone());
@@ -72,7 +73,7 @@ impl MetastoreGrpc {
         Req: Clone,
         L: FnOnce(Req) -> LF,
         LF: Future<Output = Result<Resp, MetastoreError>>,
-        R: FnOnce(MetastoreServiceClient<Channel>, Request<Req>) -> RF,
+        R: FnOnce(MetastoreServiceClient<InternalChannel>, Request<Req>) -> RF,
         RF: Future<Output = Result<Response<Resp>, Status>>,
     {
         let forwarded = request.metadata().contains_key(FORWARDED);

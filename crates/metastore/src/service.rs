@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use kiln_cluster::ClusterSecret;
 use kiln_proto::kiln::metastore::v1::command::Kind;
 use kiln_proto::kiln::metastore::v1::{
     AddBlockRequest, ApplyRetentionRequest, ApplyRetentionResponse, BlockMeta, Command,
@@ -33,6 +34,7 @@ pub struct Metastore {
     node_id: NodeId,
     raft: Raft,
     state: Arc<RwLock<StateMachine>>,
+    secret: ClusterSecret,
 }
 
 impl std::fmt::Debug for Metastore {
@@ -52,8 +54,14 @@ fn now_ms() -> i64 {
 
 impl Metastore {
     /// Starts a replica keeping its state in `dir`. `self_addr` is this
-    /// replica's gRPC address (used when `config.peers` is empty).
-    pub async fn start(config: &MetastoreConfig, dir: &Path, self_addr: &str) -> Result<Self> {
+    /// replica's gRPC address (used when `config.peers` is empty). Calls to
+    /// the other replicas (Raft, forwarding to the leader) carry `secret`.
+    pub async fn start(
+        config: &MetastoreConfig,
+        dir: &Path,
+        self_addr: &str,
+        secret: ClusterSecret,
+    ) -> Result<Self> {
         config.validate().map_err(MetastoreError::InvalidRequest)?;
         let mut peers = config
             .parse_peers()
@@ -90,7 +98,7 @@ impl Metastore {
         let raft = Raft::new(
             config.node_id,
             Arc::new(raft_config),
-            Network,
+            Network::new(secret.clone()),
             log_store,
             sm_store,
         )
@@ -125,7 +133,13 @@ impl Metastore {
             node_id: config.node_id,
             raft,
             state,
+            secret,
         })
+    }
+
+    /// The cluster secret this replica's calls to the others carry.
+    pub fn cluster_secret(&self) -> &ClusterSecret {
+        &self.secret
     }
 
     /// The raft RPC service of this replica.
@@ -395,9 +409,14 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn raft_metrics_follow_the_replica() {
         let dir = tempfile::tempdir().unwrap();
-        let m = Metastore::start(&MetastoreConfig::default(), dir.path(), "127.0.0.1:1")
-            .await
-            .unwrap();
+        let m = Metastore::start(
+            &MetastoreConfig::default(),
+            dir.path(),
+            "127.0.0.1:1",
+            ClusterSecret::none(),
+        )
+        .await
+        .unwrap();
         let metrics = crate::MetastoreMetrics::default();
         let stop = Arc::new(tokio::sync::Notify::new());
         let export = tokio::spawn({
@@ -445,7 +464,7 @@ mod tests {
             snapshot_every: 3,
             ..Default::default()
         };
-        let m = Metastore::start(&config, dir.path(), "127.0.0.1:1")
+        let m = Metastore::start(&config, dir.path(), "127.0.0.1:1", ClusterSecret::none())
             .await
             .unwrap();
         assert!(m.wait_for_leader(Duration::from_secs(10)).await);
@@ -472,7 +491,7 @@ mod tests {
         .unwrap();
         m.shutdown().await;
         drop(m);
-        let m = Metastore::start(&config, dir.path(), "127.0.0.1:1")
+        let m = Metastore::start(&config, dir.path(), "127.0.0.1:1", ClusterSecret::none())
             .await
             .unwrap();
         assert!(m.wait_for_leader(Duration::from_secs(10)).await);

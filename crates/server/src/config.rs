@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Yaml};
+use kiln_cluster::ClusterSecret;
 use kiln_compactor::CompactorConfig;
 use kiln_distributor::DistributorConfig;
 use kiln_ingester::IngesterConfig;
@@ -60,6 +61,55 @@ impl Default for LogConfig {
     }
 }
 
+/// Calls between the nodes of a cluster (the `cluster` section).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// A secret every node of the cluster shares (at least 16 visible ASCII
+    /// characters): internal gRPC calls carry it and the internal services
+    /// (metastore, Raft, ingester, querier tasks) refuse calls without it.
+    /// Empty: no check, so keep the gRPC port on a private network.
+    pub secret: String,
+    /// A file holding the secret (e.g. a mounted Kubernetes secret; a
+    /// trailing newline is ignored); used when `secret` is empty.
+    pub secret_file: PathBuf,
+}
+
+impl std::fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secret = if self.secret.is_empty() {
+            ""
+        } else {
+            "<redacted>"
+        };
+        f.debug_struct("ClusterConfig")
+            .field("secret", &secret)
+            .field("secret_file", &self.secret_file)
+            .finish()
+    }
+}
+
+impl ClusterConfig {
+    /// The cluster secret: `secret`, else the contents of `secret_file`,
+    /// else none.
+    pub fn load_secret(&self) -> Result<ClusterSecret, ConfigError> {
+        let value = if !self.secret.is_empty() {
+            self.secret.clone()
+        } else if !self.secret_file.as_os_str().is_empty() {
+            let text = std::fs::read_to_string(&self.secret_file).map_err(|e| {
+                ConfigError(format!(
+                    "cannot read cluster.secret_file {}: {e}",
+                    self.secret_file.display()
+                ))
+            })?;
+            text.trim_end_matches(['\r', '\n']).to_owned()
+        } else {
+            String::new()
+        };
+        ClusterSecret::new(&value).map_err(|e| ConfigError(format!("cluster.secret: {e}")))
+    }
+}
+
 /// The whole configuration of a `kiln` process.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -103,6 +153,8 @@ pub struct Config {
     pub multitenancy: MultitenancyConfig,
     /// Credentials for the APIs.
     pub auth: AuthConfig,
+    /// Calls between nodes (the cluster secret).
+    pub cluster: ClusterConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -127,6 +179,7 @@ impl Default for Config {
             runtime_config: RuntimeConfig::default(),
             multitenancy: MultitenancyConfig::default(),
             auth: AuthConfig::default(),
+            cluster: ClusterConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -235,6 +288,7 @@ impl Config {
             })?;
         }
         Auth::from_config(&self.auth, self.multitenancy.enabled).map_err(ConfigError)?;
+        self.cluster.load_secret()?;
         Ok(())
     }
 
@@ -300,5 +354,58 @@ mod tests {
             bad(serde_json::json!({"ingester": {"flush_intervall": "1s"}}))
                 .contains("flush_intervall")
         );
+    }
+
+    #[test]
+    fn the_cluster_secret_comes_from_the_key_or_its_file_and_is_never_printed() {
+        let none = ClusterConfig::default().load_secret().unwrap();
+        assert!(!none.is_set());
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secret");
+        std::fs::write(&file, "from-the-mounted-file-1234\n").unwrap();
+        let from_file = ClusterConfig {
+            secret: String::new(),
+            secret_file: file.clone(),
+        };
+        let secret = from_file.load_secret().unwrap();
+        let mut attach = secret.clone();
+        let sent = tonic::service::Interceptor::call(&mut attach, tonic::Request::new(())).unwrap();
+        assert_eq!(
+            sent.metadata()
+                .get(kiln_cluster::secret::METADATA_KEY)
+                .unwrap()
+                .to_str()
+                .unwrap(),
+            "from-the-mounted-file-1234",
+            "the trailing newline is dropped"
+        );
+
+        let inline = ClusterConfig {
+            secret: "inline-secret-wins-over-file".into(),
+            secret_file: file,
+        };
+        assert!(inline.load_secret().unwrap().is_set());
+        assert!(!format!("{inline:?}").contains("inline-secret"));
+
+        let short = Config {
+            cluster: ClusterConfig {
+                secret: "short".into(),
+                secret_file: PathBuf::new(),
+            },
+            ..Config::default()
+        };
+        let err = short.validate().unwrap_err().0;
+        assert!(
+            err.contains("cluster.secret") && err.contains("16 bytes"),
+            "{err}"
+        );
+
+        let missing = ClusterConfig {
+            secret: String::new(),
+            secret_file: dir.path().join("nope"),
+        };
+        let err = missing.load_secret().unwrap_err().0;
+        assert!(err.contains("cluster.secret_file"), "{err}");
     }
 }

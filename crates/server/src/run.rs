@@ -106,6 +106,10 @@ pub async fn run(
     let limits_source = Arc::clone(&limits) as Arc<dyn LimitsSource>;
     let auth =
         Auth::from_config(&config.auth, config.multitenancy.enabled).map_err(anyhow::Error::msg)?;
+    let secret = config
+        .cluster
+        .load_secret()
+        .map_err(|e| anyhow::anyhow!(e.0))?;
 
     let store = if has(Module::Storage) {
         Some(config.storage.build(&config.data_dir)?)
@@ -118,6 +122,7 @@ pub async fn run(
                 &config.metastore,
                 &config.data_dir.join("metastore"),
                 &advertise,
+                secret.clone(),
             )
             .await
             .context("cannot start the metastore")?,
@@ -137,7 +142,8 @@ pub async fn run(
             );
         }
     };
-    let metastore_client = MetastoreClient::new(&metastore_addrs, Duration::from_secs(30))?;
+    let metastore_client =
+        MetastoreClient::new(&metastore_addrs, Duration::from_secs(30), &secret)?;
     if let Some(m) = &metastore {
         let metrics = kiln_metastore::MetastoreMetrics::register(&mut registry);
         background.spawn(
@@ -175,7 +181,7 @@ pub async fn run(
         (true, Some(ring)) => {
             // In a process with an ingester, the distributor calls it
             // directly.
-            let clients = IngesterClients::new(config.distributor.push_timeout);
+            let clients = IngesterClients::new(config.distributor.push_timeout, secret.clone());
             let d = Distributor::new(
                 config.distributor.clone(),
                 Arc::clone(&limits_source),
@@ -226,7 +232,7 @@ pub async fn run(
                 Some(list) => q.with_peers(
                     Peers::new(
                         Arc::clone(list),
-                        QuerierClients::new(config.querier.query_timeout),
+                        QuerierClients::new(config.querier.query_timeout, secret.clone()),
                         instance.clone(),
                     ),
                     targets.has(Target::Querier),
@@ -258,19 +264,28 @@ pub async fn run(
             .layer(kiln_cluster::trace::RequestIdLayer::new("grpc"));
         let router = builder
             .add_optional_service(metastore.as_ref().map(|m| {
-                MetastoreServiceServer::new(MetastoreGrpc::new(m.clone()))
-                    .max_decoding_message_size(MAX_GRPC_MESSAGE)
-                    .max_encoding_message_size(MAX_GRPC_MESSAGE)
+                InterceptedService::new(
+                    MetastoreServiceServer::new(MetastoreGrpc::new(m.clone()))
+                        .max_decoding_message_size(MAX_GRPC_MESSAGE)
+                        .max_encoding_message_size(MAX_GRPC_MESSAGE),
+                    secret.require(),
+                )
             }))
             .add_optional_service(metastore.as_ref().map(|m| {
-                RaftServiceServer::new(m.raft_service())
-                    .max_decoding_message_size(MAX_GRPC_MESSAGE)
-                    .max_encoding_message_size(MAX_GRPC_MESSAGE)
+                InterceptedService::new(
+                    RaftServiceServer::new(m.raft_service())
+                        .max_decoding_message_size(MAX_GRPC_MESSAGE)
+                        .max_encoding_message_size(MAX_GRPC_MESSAGE),
+                    secret.require(),
+                )
             }))
             .add_optional_service(ingester.as_ref().map(|i| {
-                IngesterServiceServer::new(IngesterGrpc::new(i.clone()))
-                    .max_decoding_message_size(MAX_GRPC_MESSAGE)
-                    .max_encoding_message_size(MAX_GRPC_MESSAGE)
+                InterceptedService::new(
+                    IngesterServiceServer::new(IngesterGrpc::new(i.clone()))
+                        .max_decoding_message_size(MAX_GRPC_MESSAGE)
+                        .max_encoding_message_size(MAX_GRPC_MESSAGE),
+                    secret.require(),
+                )
             }))
             .add_optional_service(distributor.as_ref().map(|d| {
                 InterceptedService::new(
@@ -297,11 +312,14 @@ pub async fn run(
                     .as_ref()
                     .filter(|_| targets.has(Target::Querier))
                     .map(|q| {
-                        TaskServiceServer::new(TaskGrpc {
-                            querier: Arc::clone(q),
-                        })
-                        .max_decoding_message_size(MAX_GRPC_MESSAGE)
-                        .max_encoding_message_size(MAX_GRPC_MESSAGE)
+                        InterceptedService::new(
+                            TaskServiceServer::new(TaskGrpc {
+                                querier: Arc::clone(q),
+                            })
+                            .max_decoding_message_size(MAX_GRPC_MESSAGE)
+                            .max_encoding_message_size(MAX_GRPC_MESSAGE),
+                            secret.require(),
+                        )
                     }),
             )
             .add_optional_service(querier.as_ref().map(|q| {

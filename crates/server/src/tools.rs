@@ -49,6 +49,28 @@ pub struct ServerArgs {
     pub token: Option<String>,
 }
 
+/// The cluster secret a tool's calls to a metastore carry (see
+/// `cluster.secret`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClusterSecretArgs {
+    /// The cluster's shared secret, when its internal gRPC services
+    /// require one.
+    #[arg(
+        long = "cluster.secret",
+        env = "KILN_CLUSTER__SECRET",
+        hide_env_values = true,
+        default_value = ""
+    )]
+    pub cluster_secret: String,
+}
+
+impl ClusterSecretArgs {
+    /// The secret, checked as the server checks it.
+    pub fn secret(&self) -> anyhow::Result<kiln_cluster::ClusterSecret> {
+        kiln_cluster::ClusterSecret::new(&self.cluster_secret).map_err(|e| anyhow::anyhow!(e))
+    }
+}
+
 /// Runs an async tool on a fresh runtime and maps its result to an exit
 /// code; errors are printed on stderr as `kiln <tool>: <error>`.
 pub fn block_on_tool<F>(tool: &str, future: F) -> ExitCode

@@ -59,7 +59,7 @@ app.kubernetes.io/component: {{ .component }}
 
 {{/* The chart's Secret exists when it has something to hold. */}}
 {{- define "kiln.hasSecret" -}}
-{{- if or .Values.kiln.secretEnv .Values.storage.s3.accessKeyId .Values.storage.s3.secretAccessKey }}true{{ end }}
+{{- if or .Values.kiln.secretEnv .Values.storage.s3.accessKeyId .Values.storage.s3.secretAccessKey .Values.clusterSecret.value }}true{{ end }}
 {{- end }}
 
 {{/* Where the pods find the per-tenant overrides (a key of the ConfigMap). */}}
@@ -92,6 +92,24 @@ app.kubernetes.io/component: {{ .component }}
 {{- if and $.Values.multitenancy.enabled (not $c.tenant) }}
 {{- fail (printf "auth.credentials[%d]: multitenancy is enabled, so every credential needs a tenant" $i) }}
 {{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Refuses a cluster secret Kiln would refuse (or two of them). */}}
+{{- define "kiln.checkClusterSecret" -}}
+{{- with .Values.clusterSecret }}
+{{- if and .value .existingSecret }}
+{{- fail "clusterSecret: set clusterSecret.value or clusterSecret.existingSecret, not both" }}
+{{- end }}
+{{- if and .value (lt (len .value) 16) }}
+{{- fail "clusterSecret.value must be at least 16 characters long" }}
+{{- end }}
+{{- if and .value (not (regexMatch "^[!-~]+$" .value)) }}
+{{- fail "clusterSecret.value must be visible ASCII (no spaces or control characters)" }}
+{{- end }}
+{{- if and .existingSecret (not .key) }}
+{{- fail "clusterSecret.existingSecret needs clusterSecret.key" }}
 {{- end }}
 {{- end }}
 {{- end }}
@@ -198,6 +216,10 @@ annotations:
   {{- /* Kiln reads credentials at start: new ones need new pods. */}}
   checksum/auth: {{ include "kiln.credentialsFile" .ctx | sha256sum }}
   {{- end }}
+  {{- with .ctx.Values.clusterSecret.value }}
+  {{- /* Kiln reads the cluster secret at start. */}}
+  checksum/cluster-secret: {{ . | sha256sum }}
+  {{- end }}
   {{- with (merge (deepCopy .values.podAnnotations) .ctx.Values.podAnnotations) }}
   {{- toYaml . | nindent 2 }}
   {{- end }}
@@ -231,6 +253,13 @@ env:
   {{- with .advertise }}
   - name: KILN_ADVERTISE_ADDR
     value: {{ . | quote }}
+  {{- end }}
+  {{- with .ctx.Values.clusterSecret.existingSecret }}
+  - name: KILN_CLUSTER__SECRET
+    valueFrom:
+      secretKeyRef:
+        name: {{ . }}
+        key: {{ $.ctx.Values.clusterSecret.key }}
   {{- end }}
   {{- with .ctx.Values.kiln.extraEnv }}
   {{- toYaml . | nindent 2 }}

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use kiln_cluster::{ClusterSecret, InternalChannel};
 use kiln_proto::kiln::metastore::v1::RaftMessage;
 use kiln_proto::kiln::metastore::v1::raft_service_client::RaftServiceClient;
 use kiln_proto::kiln::metastore::v1::raft_service_server::RaftService;
@@ -17,21 +18,31 @@ use openraft::raft::{
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 use tonic::{Request, Status};
 
 use super::{NodeId, Raft, TypeConfig};
 
-/// Creates a client per target replica.
+/// Creates a client per target replica; every call carries the cluster
+/// secret.
 #[derive(Debug, Clone, Default)]
-pub struct Network;
+pub struct Network {
+    secret: ClusterSecret,
+}
+
+impl Network {
+    /// Clients whose calls carry `secret`.
+    pub fn new(secret: ClusterSecret) -> Self {
+        Network { secret }
+    }
+}
 
 /// A connection to one replica.
 #[derive(Debug)]
 pub struct NetworkClient {
     target: NodeId,
     node: BasicNode,
-    client: Option<RaftServiceClient<Channel>>,
+    client: Option<RaftServiceClient<InternalChannel>>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -45,9 +56,8 @@ impl RaftNetworkFactory<TypeConfig> for Network {
         };
         let client = Endpoint::from_shared(url).ok().map(|e| {
             RaftServiceClient::new(
-                e.connect_timeout(Duration::from_secs(1))
-                    .tcp_nodelay(true)
-                    .connect_lazy(),
+                self.secret
+                    .connect_lazy(e.connect_timeout(Duration::from_secs(1)).tcp_nodelay(true)),
             )
             .max_decoding_message_size(256 << 20)
             .max_encoding_message_size(256 << 20)

@@ -87,6 +87,8 @@ pub struct LsArgs {
     #[arg(long)]
     pub metastore: Option<String>,
     #[command(flatten)]
+    pub secret: super::ClusterSecretArgs,
+    #[command(flatten)]
     pub storage: StorageArgs,
     /// Tenant (default: `anonymous` for the metastore, every tenant for
     /// object storage).
@@ -139,9 +141,12 @@ async fn ls(args: LsArgs, config_file: Option<PathBuf>) -> anyhow::Result<ExitCo
     let mut blocks: Vec<BlockMeta> = Vec::new();
     let mut errors = 0;
     if let Some(addr) = &args.metastore {
-        let client =
-            kiln_cluster::MetastoreClient::new(std::slice::from_ref(addr), Duration::from_secs(30))
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let client = kiln_cluster::MetastoreClient::new(
+            std::slice::from_ref(addr),
+            Duration::from_secs(30),
+            &args.secret.secret()?,
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
         let resp = client
             .query_blocks(QueryBlocksRequest {
                 tenants: vec![args.tenant.clone().unwrap_or_else(|| "anonymous".into())],

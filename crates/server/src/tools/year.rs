@@ -95,6 +95,8 @@ pub struct GenerateArgs {
     #[arg(long)]
     pub metastore: String,
     #[command(flatten)]
+    pub secret: super::ClusterSecretArgs,
+    #[command(flatten)]
     pub storage: StorageArgs,
     /// Tenant.
     #[arg(long, default_value = "anonymous")]
@@ -567,6 +569,7 @@ async fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
     let metastore = MetastoreClient::new(
         std::slice::from_ref(&args.metastore),
         Duration::from_secs(30),
+        &args.secret.secret()?,
     )
     .context("invalid --metastore")?;
     let data = Arc::new(Dataset::new(&args).await?);
@@ -979,6 +982,9 @@ mod tests {
     fn args(pool: usize, hits: usize) -> GenerateArgs {
         GenerateArgs {
             metastore: String::new(),
+            secret: crate::tools::ClusterSecretArgs {
+                cluster_secret: String::new(),
+            },
             storage: StorageArgs {
                 data_dir: None,
                 storage_backend: None,

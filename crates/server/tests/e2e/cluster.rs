@@ -21,12 +21,18 @@ use crate::spine::{check_everything, ingest_everything};
 async fn cluster_answers_like_a_single_process() {
     let dir = tempfile::tempdir().unwrap();
     // kiln_cluster=debug logs every internal call with its request id.
+    // Every internal call below (Raft, metastore, ingester pushes, querier
+    // shares) carries the cluster secret.
     let cluster = Cluster::start(
         &Kiln::binary(),
         dir.path(),
-        &[("KILN_LOG__LEVEL", "info,openraft=warn,kiln_cluster=debug")],
+        &[
+            ("KILN_LOG__LEVEL", "info,openraft=warn,kiln_cluster=debug"),
+            ("KILN_CLUSTER__SECRET", CLUSTER_SECRET),
+        ],
     )
     .unwrap();
+    internal_services_need_the_secret(&cluster).await;
     let push = Client::new(&cluster.push[0]);
     let query = Client::new(&cluster.query);
     // The frontend spreads merges over the queriers it knows: wait until it
@@ -122,6 +128,81 @@ async fn cluster_answers_like_a_single_process() {
         .await
         .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
+}
+
+const CLUSTER_SECRET: &str = "e2e-cluster-secret-0123456789";
+
+/// A call to a node's internal service without the cluster secret, or with
+/// another one, is refused as unauthenticated; with it, it is served.
+async fn internal_services_need_the_secret(cluster: &Cluster) {
+    use kiln_proto::kiln::ingester::v1::PushRequest;
+    use kiln_proto::kiln::ingester::v1::ingester_service_client::IngesterServiceClient;
+    use kiln_proto::kiln::querier::v1::MergeTasksRequest;
+    use kiln_proto::kiln::querier::v1::task_service_client::TaskServiceClient;
+
+    fn request<T>(body: T, secret: Option<&str>) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(body);
+        if let Some(s) = secret {
+            r.metadata_mut()
+                .insert("x-kiln-cluster-secret", s.parse().unwrap());
+        }
+        r
+    }
+    let channel = |node: &str| {
+        tonic::transport::Endpoint::from_shared(format!("http://{}", cluster.grpc(node)))
+            .unwrap()
+            .connect_lazy()
+    };
+    for secret in [None, Some("not-the-cluster-secret-at-all")] {
+        let mut metastore = MetastoreServiceClient::new(channel("metastore-1"));
+        let mut ingester = IngesterServiceClient::new(channel("ingester-1"));
+        let mut tasks = TaskServiceClient::new(channel("querier-1"));
+        let refusals = [
+            (
+                "metastore",
+                metastore
+                    .status(request(StatusRequest {}, secret))
+                    .await
+                    .err(),
+            ),
+            (
+                "ingester",
+                ingester
+                    .push(request(PushRequest::default(), secret))
+                    .await
+                    .err(),
+            ),
+            (
+                "querier tasks",
+                tasks
+                    .merge_tasks(request(MergeTasksRequest::default(), secret))
+                    .await
+                    .err(),
+            ),
+        ];
+        for (service, refusal) in refusals {
+            let status =
+                refusal.unwrap_or_else(|| panic!("{service} served a call with {secret:?}"));
+            assert_eq!(
+                status.code(),
+                tonic::Code::Unauthenticated,
+                "{service}: {status:?}"
+            );
+            assert!(
+                status.message().contains("cluster secret"),
+                "{service}: {status:?}"
+            );
+        }
+    }
+    let served = MetastoreServiceClient::new(channel("metastore-1"))
+        .status(request(StatusRequest {}, Some(CLUSTER_SECRET)))
+        .await
+        .expect("the metastore serves a call with the secret")
+        .into_inner();
+    assert!(
+        served.leader_id > 0 && served.last_applied_index > 0,
+        "{served:?}"
+    );
 }
 
 async fn status(addr: &str) -> Option<kiln_proto::kiln::metastore::v1::StatusResponse> {
