@@ -607,6 +607,11 @@ pub fn free_port_range(n: u16) -> u16 {
     panic!("no free port range of {n} ports");
 }
 
+/// Whether process `pid` exists and has not exited (a zombie has).
+fn process_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+}
+
 /// A multi-process cluster started with `deploy/local/cluster.sh`.
 #[derive(Debug)]
 pub struct Cluster {
@@ -725,14 +730,29 @@ impl Cluster {
         assert!(status.success(), "kill -9 {node} ({pid})");
         // Wait until the process is gone.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while Path::new(&format!("/proc/{pid}")).exists()
-            && std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .map(|s| !s.contains(") Z "))
-                .unwrap_or(false)
-            && Instant::now() < deadline
-        {
+        while process_alive(pid) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Stops a node with SIGTERM and waits until it has exited (at most
+    /// 60 s, else panics); the node and how long it took.
+    pub fn terminate(&self, node: &str) -> (String, Duration) {
+        let pid = self.pid(node);
+        let started = Instant::now();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -TERM {node} ({pid})");
+        while process_alive(pid) {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "{node} ({pid}) still running 60 s after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        (node.to_owned(), started.elapsed())
     }
 
     /// Starts a stopped node again with its original command.

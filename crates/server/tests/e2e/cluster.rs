@@ -269,67 +269,85 @@ async fn wait_leader(
     .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill9_under_load_loses_nothing_acknowledged() {
-    let dir = tempfile::tempdir().unwrap();
-    // Short flushes keep the test quick: every push waits for its segment.
-    let cluster = Cluster::start(
-        &Kiln::binary(),
-        dir.path(),
-        &[("KILN_INGESTER__FLUSH_INTERVAL", "250ms")],
-    )
-    .unwrap();
-    let total: u64 = 2000;
-    let acked: Arc<Mutex<BTreeSet<u64>>> = Arc::default();
-    let failed: Arc<Mutex<u64>> = Arc::default();
-    let next = Arc::new(std::sync::atomic::AtomicU64::new(1));
-    let mut workers = Vec::new();
-    for w in 0..32 {
-        let (acked, failed, next) = (Arc::clone(&acked), Arc::clone(&failed), Arc::clone(&next));
-        let urls = cluster.push.clone();
-        workers.push(tokio::spawn(async move {
-            let clients: Vec<Client> = urls.iter().map(|u| Client::new(u)).collect();
-            loop {
-                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if n > total {
-                    return;
-                }
-                let c = &clients[(n as usize + w) % clients.len()];
-                // A unique stack per push whose value is its number.
-                let body = format!("load;p{n} {n}\n").into_bytes();
-                let query = [("name", "load.cpu".to_owned()), ("sampleRate", "0".into())];
-                match c.ingest(&query, "text/plain", body).await {
-                    Ok(r) if r.status == 200 => {
-                        acked.lock().unwrap().insert(n);
+/// Numbered pushes (`load;p<n>` with value n, n = 1..=total) from 32
+/// workers spread over the cluster's distributors, recording which were
+/// acknowledged.
+struct NumberedLoad {
+    total: u64,
+    acked: Arc<Mutex<BTreeSet<u64>>>,
+    failed: Arc<Mutex<u64>>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl NumberedLoad {
+    fn start(cluster: &Cluster, total: u64) -> Self {
+        let acked: Arc<Mutex<BTreeSet<u64>>> = Arc::default();
+        let failed: Arc<Mutex<u64>> = Arc::default();
+        let next = Arc::new(std::sync::atomic::AtomicU64::new(1));
+        let mut workers = Vec::new();
+        for w in 0..32 {
+            let (acked, failed, next) =
+                (Arc::clone(&acked), Arc::clone(&failed), Arc::clone(&next));
+            let urls = cluster.push.clone();
+            workers.push(tokio::spawn(async move {
+                let clients: Vec<Client> = urls.iter().map(|u| Client::new(u)).collect();
+                loop {
+                    let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if n > total {
+                        return;
                     }
-                    _ => *failed.lock().unwrap() += 1,
+                    let c = &clients[(n as usize + w) % clients.len()];
+                    // A unique stack per push whose value is its number.
+                    let body = format!("load;p{n} {n}\n").into_bytes();
+                    let query = [("name", "load.cpu".to_owned()), ("sampleRate", "0".into())];
+                    match c.ingest(&query, "text/plain", body).await {
+                        Ok(r) if r.status == 200 => {
+                            acked.lock().unwrap().insert(n);
+                        }
+                        _ => *failed.lock().unwrap() += 1,
+                    }
                 }
-            }
-        }));
+            }));
+        }
+        NumberedLoad {
+            total,
+            acked,
+            failed,
+            workers,
+        }
     }
-    let acked_count = || acked.lock().unwrap().len() as u64;
 
-    wait_acked(&acked, total / 4).await;
-    cluster.kill9("ingester-1");
-    wait_acked(&acked, acked_count() + total / 6).await;
-    let (leader_idx, _) = wait_leader(&cluster, &[0, 1, 2]).await;
-    cluster.kill9(&format!("metastore-{}", leader_idx + 1));
-    wait_acked(&acked, acked_count() + total / 6).await;
-    cluster.kill9("distributor-1");
-    for w in workers {
-        w.await.unwrap();
+    fn acked_count(&self) -> u64 {
+        self.acked.lock().unwrap().len() as u64
     }
-    let acked = acked.lock().unwrap().clone();
-    let failed = *failed.lock().unwrap();
-    assert_eq!(acked.len() as u64 + failed, total);
-    eprintln!("{} pushes acknowledged, {failed} refused", acked.len());
-    assert!(
-        acked.len() as u64 > total / 2,
-        "only {} of {total} pushes acknowledged",
-        acked.len()
-    );
 
-    // Every acknowledged push is there with its exact value.
+    /// Waits for `more` acknowledgements beyond the current count.
+    async fn wait_more(&self, more: u64) {
+        wait_acked(&self.acked, self.acked_count() + more).await;
+    }
+
+    /// Waits for every push to be answered; the acknowledged ones.
+    async fn finish(self) -> BTreeSet<u64> {
+        for w in self.workers {
+            w.await.unwrap();
+        }
+        let acked = self.acked.lock().unwrap().clone();
+        let failed = *self.failed.lock().unwrap();
+        assert_eq!(acked.len() as u64 + failed, self.total);
+        eprintln!("{} pushes acknowledged, {failed} refused", acked.len());
+        assert!(
+            acked.len() as u64 > self.total / 2,
+            "only {} of {} pushes acknowledged",
+            acked.len(),
+            self.total
+        );
+        acked
+    }
+}
+
+/// Every acknowledged push of a [`NumberedLoad`] is there with its exact
+/// value.
+async fn check_acked_are_stored(cluster: &Cluster, acked: &BTreeSet<u64>) {
     let query = Client::new(&cluster.query);
     let req = q::SelectMergeStacktracesRequest {
         profile_type_id: "process_cpu:samples:count::".into(),
@@ -352,7 +370,7 @@ async fn kill9_under_load_loses_nothing_acknowledged() {
     let levels: Vec<Vec<i64>> = fg.levels.iter().map(|l| l.values.clone()).collect();
     let stacks: BTreeMap<String, i64> = decode_levels(&fg.names, &levels);
     let mut missing = Vec::new();
-    for n in &acked {
+    for n in acked {
         match stacks.get(&format!("load;p{n}")) {
             Some(v) if *v == *n as i64 => {}
             other => missing.push((*n, other.copied())),
@@ -364,6 +382,29 @@ async fn kill9_under_load_loses_nothing_acknowledged() {
         missing.len(),
         &missing[..missing.len().min(20)]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_under_load_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    // Short flushes keep the test quick: every push waits for its segment.
+    let cluster = Cluster::start(
+        &Kiln::binary(),
+        dir.path(),
+        &[("KILN_INGESTER__FLUSH_INTERVAL", "250ms")],
+    )
+    .unwrap();
+    let total: u64 = 2000;
+    let load = NumberedLoad::start(&cluster, total);
+    wait_acked(&load.acked, total / 4).await;
+    cluster.kill9("ingester-1");
+    load.wait_more(total / 6).await;
+    let (leader_idx, _) = wait_leader(&cluster, &[0, 1, 2]).await;
+    cluster.kill9(&format!("metastore-{}", leader_idx + 1));
+    load.wait_more(total / 6).await;
+    cluster.kill9("distributor-1");
+    let acked = load.finish().await;
+    check_acked_are_stored(&cluster, &acked).await;
 
     // The killed metastore replica comes back and catches up with the leader.
     let alive: Vec<usize> = (0..3).filter(|i| *i != leader_idx).collect();
@@ -404,4 +445,47 @@ async fn kill9_under_load_loses_nothing_acknowledged() {
     )
     .await
     .unwrap();
+}
+
+/// SIGTERM to an ingester, a querier, the metastore leader and a
+/// distributor of a running cluster under load: each drains and exits
+/// cleanly, the ingester's stop refuses no push, the rest of the cluster
+/// carries on, and every acknowledged push is stored with its value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_each_role_under_load_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(
+        &Kiln::binary(),
+        dir.path(),
+        &[("KILN_INGESTER__FLUSH_INTERVAL", "250ms")],
+    )
+    .unwrap();
+    let total: u64 = 2000;
+    let load = NumberedLoad::start(&cluster, total);
+    wait_acked(&load.acked, total / 5).await;
+    let mut stopped = vec![cluster.terminate("ingester-1")];
+    load.wait_more(total / 8).await;
+    stopped.push(cluster.terminate("querier-1"));
+    load.wait_more(total / 8).await;
+    // An ingester that drains hands its buffered pushes to storage and
+    // the distributors fail over from it: no push is refused. (A stopped
+    // metastore leader can cost a few while the others elect a new one;
+    // a stopped distributor refuses what its clients keep sending.)
+    let refused = *load.failed.lock().unwrap();
+    assert_eq!(refused, 0, "pushes refused around the ingester's SIGTERM");
+    let (leader_idx, _) = wait_leader(&cluster, &[0, 1, 2]).await;
+    stopped.push(cluster.terminate(&format!("metastore-{}", leader_idx + 1)));
+    load.wait_more(total / 8).await;
+    stopped.push(cluster.terminate("distributor-1"));
+    let acked = load.finish().await;
+    for (node, took) in &stopped {
+        eprintln!("{node} exited {took:?} after SIGTERM");
+        let log = cluster.log(node);
+        assert!(
+            log.contains("kiln stopped") && !log.contains("panicked"),
+            "{node} stops cleanly; its log ends:\n{}",
+            log.lines().rev().take(15).collect::<Vec<_>>().join("\n")
+        );
+    }
+    check_acked_are_stored(&cluster, &acked).await;
 }
