@@ -75,9 +75,9 @@ impl Distributor {
         self.limits.limits(tenant)
     }
 
-    /// The parse limits of `tenant`.
-    fn parse_limits(&self, tenant: &TenantId) -> Limits {
-        Limits::from(&*self.limits.limits(tenant))
+    /// The limits `tenant`'s profiles are parsed under.
+    fn parse_limits(&self, tenant: &TenantId) -> Arc<Limits> {
+        self.limits.limits(tenant)
     }
 
     /// Applies the tenant's ingestion rate and series limits to parsed
