@@ -25,8 +25,10 @@ const PERIOD: i64 = 10_000_000;
 /// re-runs the tool when it is installed.
 const JAVA17_EXECUTION_SAMPLES: i64 = 136;
 
+/// The shared test data: `$KILN_TESTDATA` (as every other test reads it),
+/// else `shared/testdata` in a folder above the crate.
 fn testdata() -> PathBuf {
-    if let Some(dir) = std::env::var_os("KILN_SHARED_TESTDATA") {
+    if let Some(dir) = std::env::var_os("KILN_TESTDATA") {
         return PathBuf::from(dir);
     }
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -34,7 +36,7 @@ fn testdata() -> PathBuf {
         .ancestors()
         .map(|dir| dir.join("shared").join("testdata"))
         .find(|dir| dir.is_dir())
-        .expect("shared/testdata not found above the crate; set KILN_SHARED_TESTDATA")
+        .expect("shared/testdata not found above the crate; set KILN_TESTDATA")
 }
 
 fn read(path: &Path) -> Vec<u8> {
