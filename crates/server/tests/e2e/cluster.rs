@@ -345,6 +345,19 @@ impl NumberedLoad {
     }
 }
 
+/// A cluster in `dir` with short flushes (which keep the tests quick: every
+/// push waits for its segment), taking a [`NumberedLoad`] of `total` pushes.
+fn cluster_under_load(dir: &std::path::Path, total: u64) -> (Cluster, NumberedLoad) {
+    let cluster = Cluster::start(
+        &Kiln::binary(),
+        dir,
+        &[("KILN_INGESTER__FLUSH_INTERVAL", "250ms")],
+    )
+    .unwrap();
+    let load = NumberedLoad::start(&cluster, total);
+    (cluster, load)
+}
+
 /// Every acknowledged push of a [`NumberedLoad`] is there with its exact
 /// value.
 async fn check_acked_are_stored(cluster: &Cluster, acked: &BTreeSet<u64>) {
@@ -387,15 +400,8 @@ async fn check_acked_are_stored(cluster: &Cluster, acked: &BTreeSet<u64>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_under_load_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
-    // Short flushes keep the test quick: every push waits for its segment.
-    let cluster = Cluster::start(
-        &Kiln::binary(),
-        dir.path(),
-        &[("KILN_INGESTER__FLUSH_INTERVAL", "250ms")],
-    )
-    .unwrap();
     let total: u64 = 2000;
-    let load = NumberedLoad::start(&cluster, total);
+    let (cluster, load) = cluster_under_load(dir.path(), total);
     wait_acked(&load.acked, total / 4).await;
     cluster.kill9("ingester-1");
     load.wait_more(total / 6).await;
@@ -454,14 +460,8 @@ async fn kill9_under_load_loses_nothing_acknowledged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_each_role_under_load_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
-    let cluster = Cluster::start(
-        &Kiln::binary(),
-        dir.path(),
-        &[("KILN_INGESTER__FLUSH_INTERVAL", "250ms")],
-    )
-    .unwrap();
     let total: u64 = 2000;
-    let load = NumberedLoad::start(&cluster, total);
+    let (cluster, load) = cluster_under_load(dir.path(), total);
     wait_acked(&load.acked, total / 5).await;
     let mut stopped = vec![cluster.terminate("ingester-1")];
     load.wait_more(total / 8).await;
