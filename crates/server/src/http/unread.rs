@@ -15,8 +15,11 @@
 //! it unfinished, the body comes back here and is read and thrown away
 //! (at most [`DRAIN_MAX_BYTES`] and [`DRAIN_MAX_TIME`]) before the answer is
 //! sent. When it cannot be finished within those bounds, the answer carries
-//! `Connection: close` so no client reuses the connection. HTTP/2 streams
-//! are reset one by one and are left alone.
+//! `Connection: close` so no client reuses the connection. A body the
+//! client holds back until told to go on (`Expect: 100-continue`) and the
+//! handler never asked for is not asked for here either: the answer goes
+//! out with `Connection: close` and the client sends nothing. HTTP/2
+//! streams are reset one by one and are left alone.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -45,30 +48,42 @@ pub(super) async fn finish_body(req: Request, next: Next) -> Response {
     if req.version() > Version::HTTP_11 {
         return next.run(req).await;
     }
+    // A client that sent `Expect: 100-continue` sends its body only once
+    // told to (hyper says "100 Continue" when the body is first read).
+    let expects_continue = req
+        .headers()
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     let returned: Returned = Arc::default();
     let (parts, body) = req.into_parts();
     let body = Body::new(Tracked {
         inner: Some(body),
+        polled: false,
         returned: Arc::clone(&returned),
     });
     let mut response = next.run(Request::from_parts(parts, body)).await;
     let left = returned.lock().map(|mut slot| slot.take()).unwrap_or(None);
-    if let Some(body) = left
-        && !drain(body).await
-    {
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    if let Some((body, polled)) = left {
+        // A body never asked for is not asked for now: the answer goes out
+        // instead of "100 Continue", and the connection closes after it.
+        let finished = (!expects_continue || polled) && drain(body).await;
+        if !finished {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
     }
     response
 }
 
-/// Where a body dropped unfinished is put back.
-type Returned = Arc<Mutex<Option<Body>>>;
+/// Where a body dropped unfinished is put back, with whether it was read
+/// at all.
+type Returned = Arc<Mutex<Option<(Body, bool)>>>;
 
 /// A request body that, dropped before its end, hands the rest back.
 struct Tracked {
     inner: Option<Body>,
+    polled: bool,
     returned: Returned,
 }
 
@@ -80,7 +95,9 @@ impl http_body::Body for Tracked {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        match self.get_mut().inner.as_mut() {
+        let this = self.get_mut();
+        this.polled = true;
+        match this.inner.as_mut() {
             Some(body) => Pin::new(body).poll_frame(cx),
             None => Poll::Ready(None),
         }
@@ -105,7 +122,7 @@ impl Drop for Tracked {
             && !http_body::Body::is_end_stream(&body)
             && let Ok(mut slot) = self.returned.lock()
         {
-            *slot = Some(body);
+            *slot = Some((body, self.polled));
         }
     }
 }
@@ -136,6 +153,7 @@ async fn drain(mut body: Body) -> bool {
 #[cfg(test)]
 mod tests {
     use axum::Router;
+    use axum::http::StatusCode;
     use axum::routing::post;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
@@ -150,6 +168,7 @@ mod tests {
         }
         let app = Router::new()
             .route("/echo", post(echo))
+            .route("/refuse", post(|| async { StatusCode::UNAUTHORIZED }))
             .layer(axum::middleware::from_fn(finish_body));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -220,6 +239,43 @@ mod tests {
         let mut rest = Vec::new();
         let _ = conn.read_to_end(&mut rest).await;
         assert!(rest.is_empty(), "nothing follows the answer");
+    }
+
+    #[tokio::test]
+    async fn a_body_waiting_for_100_continue_is_not_asked_for() {
+        let addr = serve().await;
+        let mut conn = TcpStream::connect(addr).await.unwrap();
+        // The handler answers without reading: the client, waiting for
+        // "100 Continue", gets the answer instead and sends no body.
+        conn.write_all(
+            b"POST /refuse HTTP/1.1\r\nhost: x\r\ncontent-length: 100000\r\nexpect: 100-continue\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let started = std::time::Instant::now();
+        let (head, _) = response(&mut conn).await;
+        assert!(head.starts_with("http/1.1 401"), "{head}");
+        assert!(head.contains("connection: close"), "{head}");
+        assert!(
+            started.elapsed() < DRAIN_MAX_TIME,
+            "{:?}",
+            started.elapsed()
+        );
+        // A handler that reads asks for the body, and then all of it is
+        // read before the 413.
+        let mut conn = TcpStream::connect(addr).await.unwrap();
+        conn.write_all(
+            b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 50000\r\nexpect: 100-continue\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let (head, _) = response(&mut conn).await;
+        assert!(head.starts_with("http/1.1 100"), "{head}");
+        conn.write_all(&[b'z'; 50_000]).await.unwrap();
+        let (head, body) = response(&mut conn).await;
+        assert!(head.starts_with("http/1.1 413"), "{head}");
+        assert!(body.contains("the limit is 10 bytes"), "{body}");
+        assert!(!head.contains("connection: close"), "{head}");
     }
 
     #[tokio::test]
