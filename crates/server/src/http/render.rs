@@ -208,16 +208,6 @@ pub(super) async fn render(
     State(state): State<AppState>,
     Query(params): Query<Vec<(String, String)>>,
     headers: HeaderMap,
-) -> Response {
-    render_inner(state, params, headers)
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
-}
-
-async fn render_inner(
-    state: AppState,
-    params: Vec<(String, String)>,
-    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let querier = querier(&state)?;
     let tenants = tenants_for_read(&headers, state.multitenancy)?;
@@ -326,16 +316,6 @@ pub(super) async fn render_diff(
     State(state): State<AppState>,
     Query(params): Query<Vec<(String, String)>>,
     headers: HeaderMap,
-) -> Response {
-    render_diff_inner(state, params, headers)
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
-}
-
-async fn render_diff_inner(
-    state: AppState,
-    params: Vec<(String, String)>,
-    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let querier = querier(&state)?;
     let tenants = tenants_for_read(&headers, state.multitenancy)?;
@@ -400,16 +380,6 @@ pub(super) async fn label_values(
     State(state): State<AppState>,
     Query(params): Query<Vec<(String, String)>>,
     headers: HeaderMap,
-) -> Response {
-    label_values_inner(state, params, headers)
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
-}
-
-async fn label_values_inner(
-    state: AppState,
-    params: Vec<(String, String)>,
-    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let querier = querier(&state)?;
     let tenants = tenants_for_read(&headers, state.multitenancy)?;
@@ -457,16 +427,6 @@ async fn label_values_inner(
 pub(super) async fn labels(
     State(state): State<AppState>,
     Query(params): Query<Vec<(String, String)>>,
-    headers: HeaderMap,
-) -> Response {
-    labels_inner(state, params, headers)
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
-}
-
-async fn labels_inner(
-    state: AppState,
-    params: Vec<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let querier = querier(&state)?;
