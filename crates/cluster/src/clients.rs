@@ -102,6 +102,42 @@ fn endpoint(addr: &str, timeout: Duration) -> Result<Endpoint, ClientError> {
         .tcp_nodelay(true))
 }
 
+/// Clients of one internal service, one lazily connecting channel per
+/// address, made on first use and kept.
+#[derive(Debug)]
+struct Pool<C> {
+    timeout: Duration,
+    secret: ClusterSecret,
+    clients: Mutex<HashMap<String, C>>,
+    make: fn(InternalChannel) -> C,
+}
+
+impl<C: Clone> Pool<C> {
+    fn new(timeout: Duration, secret: ClusterSecret, make: fn(InternalChannel) -> C) -> Self {
+        Pool {
+            timeout,
+            secret,
+            clients: Mutex::new(HashMap::new()),
+            make,
+        }
+    }
+
+    /// The client of `addr`.
+    fn get(&self, addr: &str) -> Result<C, ClientError> {
+        let mut clients = self
+            .clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(c) = clients.get(addr) {
+            return Ok(c.clone());
+        }
+        let channel = self.secret.connect_lazy(endpoint(addr, self.timeout)?);
+        let c = (self.make)(channel);
+        clients.insert(addr.to_owned(), c.clone());
+        Ok(c)
+    }
+}
+
 /// Client of the metastore replicas. Calls go to the replica that answered
 /// last; on an unavailable replica the next one is tried (any replica
 /// forwards to the leader).
@@ -340,16 +376,14 @@ impl MetastoreClient {
 /// HTTP/2 and decoding them again (a third of the ingest CPU in the
 /// all-in-one process went there).
 pub struct IngesterClients {
-    timeout: Duration,
-    secret: ClusterSecret,
-    clients: Mutex<HashMap<String, IngesterServiceClient<InternalChannel>>>,
+    pool: Pool<IngesterServiceClient<InternalChannel>>,
     local: Option<(String, Arc<dyn IngesterService>)>,
 }
 
 impl std::fmt::Debug for IngesterClients {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IngesterClients")
-            .field("timeout", &self.timeout)
+            .field("timeout", &self.pool.timeout)
             .field("local", &self.local.as_ref().map(|(addr, _)| addr))
             .finish_non_exhaustive()
     }
@@ -359,9 +393,11 @@ impl IngesterClients {
     /// A pool whose calls time out after `timeout` and carry `secret`.
     pub fn new(timeout: Duration, secret: ClusterSecret) -> Self {
         IngesterClients {
-            timeout,
-            secret,
-            clients: Mutex::new(HashMap::new()),
+            pool: Pool::new(timeout, secret, |channel| {
+                IngesterServiceClient::new(channel)
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES)
+            }),
             local: None,
         }
     }
@@ -377,22 +413,6 @@ impl IngesterClients {
         self
     }
 
-    fn client(&self, addr: &str) -> Result<IngesterServiceClient<InternalChannel>, ClientError> {
-        let mut clients = self
-            .clients
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(c) = clients.get(addr) {
-            return Ok(c.clone());
-        }
-        let channel = self.secret.connect_lazy(endpoint(addr, self.timeout)?);
-        let c = IngesterServiceClient::new(channel)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        clients.insert(addr.to_owned(), c.clone());
-        Ok(c)
-    }
-
     /// Sends profiles to the ingester at `addr`; returns once they are durable.
     pub async fn push(
         &self,
@@ -403,15 +423,15 @@ impl IngesterClients {
         crate::trace::propagate(&mut request);
         let answer = match &self.local {
             Some((local, service)) if local == addr => {
-                match tokio::time::timeout(self.timeout, service.push(request)).await {
+                match tokio::time::timeout(self.pool.timeout, service.push(request)).await {
                     Ok(answer) => answer,
                     Err(_) => Err(tonic::Status::deadline_exceeded(format!(
                         "push timed out after {:?}",
-                        self.timeout
+                        self.pool.timeout
                     ))),
                 }
             }
-            _ => self.client(addr)?.push(request).await,
+            _ => self.pool.get(addr)?.push(request).await,
         };
         answer
             .map(tonic::Response::into_inner)
@@ -426,35 +446,19 @@ impl IngesterClients {
 /// Clients of other queriers' task service, one channel per address.
 #[derive(Debug)]
 pub struct QuerierClients {
-    timeout: Duration,
-    secret: ClusterSecret,
-    clients: Mutex<HashMap<String, TaskServiceClient<InternalChannel>>>,
+    pool: Pool<TaskServiceClient<InternalChannel>>,
 }
 
 impl QuerierClients {
     /// A pool whose calls time out after `timeout` and carry `secret`.
     pub fn new(timeout: Duration, secret: ClusterSecret) -> Self {
         QuerierClients {
-            timeout,
-            secret,
-            clients: Mutex::new(HashMap::new()),
+            pool: Pool::new(timeout, secret, |channel| {
+                TaskServiceClient::new(channel)
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES)
+            }),
         }
-    }
-
-    fn client(&self, addr: &str) -> Result<TaskServiceClient<InternalChannel>, ClientError> {
-        let mut clients = self
-            .clients
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(c) = clients.get(addr) {
-            return Ok(c.clone());
-        }
-        let channel = self.secret.connect_lazy(endpoint(addr, self.timeout)?);
-        let c = TaskServiceClient::new(channel)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        clients.insert(addr.to_owned(), c.clone());
-        Ok(c)
     }
 
     /// Asks the querier at `addr` to merge a share of a query's pieces.
@@ -463,7 +467,7 @@ impl QuerierClients {
         addr: &str,
         request: MergeTasksRequest,
     ) -> Result<MergeTasksResponse, ClientError> {
-        let mut c = self.client(addr)?;
+        let mut c = self.pool.get(addr)?;
         let mut request = tonic::Request::new(request);
         crate::trace::propagate(&mut request);
         c.merge_tasks(request)
