@@ -445,6 +445,22 @@ impl Client {
         Ok(Ok(Resp::decode(reply.body.as_ref())?))
     }
 
+    /// `querier.v1.QuerierService/SelectMergeStacktraces` over Connect
+    /// (protobuf); panics, with the status and message, when it fails.
+    pub async fn merge(
+        &self,
+        req: &kiln_proto::querier::v1::SelectMergeStacktracesRequest,
+    ) -> kiln_proto::querier::v1::SelectMergeStacktracesResponse {
+        self.connect_proto(
+            "/querier.v1.QuerierService/SelectMergeStacktraces",
+            req,
+            false,
+        )
+        .await
+        .expect("SelectMergeStacktraces: no answer")
+        .unwrap_or_else(|e| panic!("SelectMergeStacktraces failed: {} {}", e.status, e.text()))
+    }
+
     /// A Connect call with a JSON body.
     pub async fn connect_json(&self, path: &str, body: &serde_json::Value) -> Result<Reply> {
         let rb = self
@@ -498,6 +514,15 @@ impl Client {
         }
         Ok(sum)
     }
+}
+
+/// The `(stack, self value)` pairs of a `querier.v1` flame graph (see
+/// [`decode_levels`]).
+pub fn flamegraph_stacks(
+    fg: &kiln_proto::querier::v1::FlameGraph,
+) -> std::collections::BTreeMap<String, i64> {
+    let levels: Vec<Vec<i64>> = fg.levels.iter().map(|l| l.values.clone()).collect();
+    decode_levels(&fg.names, &levels)
 }
 
 /// Decodes flamebearer-style levels (4-tuples, delta-encoded offsets) into

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use kiln_proto::querier::v1 as q;
 use kiln_proto::types::v1 as t;
-use kiln_tests::{Client, Kiln, decode_levels, now_ms, wait_until};
+use kiln_tests::{Client, Kiln, flamegraph_stacks, now_ms, wait_until};
 
 /// The profile type of CPU time in nanoseconds.
 const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
@@ -246,20 +246,11 @@ async fn merged(client: &Client, profile_type: &str, service: &str) -> Merged {
         max_nodes: Some(100_000),
         ..Default::default()
     };
-    let response: q::SelectMergeStacktracesResponse = client
-        .connect_proto(
-            "/querier.v1.QuerierService/SelectMergeStacktraces",
-            &request,
-            false,
-        )
-        .await
-        .unwrap()
-        .unwrap_or_else(|e| panic!("SelectMergeStacktraces failed: {} {}", e.status, e.text()));
+    let response = client.merge(&request).await;
     let flamegraph = response.flamegraph.unwrap_or_default();
-    let levels: Vec<Vec<i64>> = flamegraph.levels.iter().map(|l| l.values.clone()).collect();
     Merged {
         total: flamegraph.total,
-        stacks: decode_levels(&flamegraph.names, &levels),
+        stacks: flamegraph_stacks(&flamegraph),
     }
 }
 

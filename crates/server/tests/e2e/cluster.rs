@@ -13,7 +13,7 @@ use std::time::Duration;
 use kiln_proto::kiln::metastore::v1::StatusRequest;
 use kiln_proto::kiln::metastore::v1::metastore_service_client::MetastoreServiceClient;
 use kiln_proto::querier::v1 as q;
-use kiln_tests::{Client, Cluster, Kiln, decode_levels, now_ms, wait_until};
+use kiln_tests::{Client, Cluster, Kiln, flamegraph_stacks, now_ms, wait_until};
 
 use crate::spine::{check_everything, ingest_everything};
 
@@ -370,18 +370,9 @@ async fn check_acked_are_stored(cluster: &Cluster, acked: &BTreeSet<u64>) {
         max_nodes: Some(1_000_000),
         ..Default::default()
     };
-    let resp: q::SelectMergeStacktracesResponse = query
-        .connect_proto(
-            "/querier.v1.QuerierService/SelectMergeStacktraces",
-            &req,
-            false,
-        )
-        .await
-        .unwrap()
-        .unwrap();
+    let resp = query.merge(&req).await;
     let fg = resp.flamegraph.unwrap();
-    let levels: Vec<Vec<i64>> = fg.levels.iter().map(|l| l.values.clone()).collect();
-    let stacks: BTreeMap<String, i64> = decode_levels(&fg.names, &levels);
+    let stacks: BTreeMap<String, i64> = flamegraph_stacks(&fg);
     let mut missing = Vec::new();
     for n in acked {
         match stacks.get(&format!("load;p{n}")) {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use kiln_proto::kiln::metastore::v1::metastore_service_client::MetastoreServiceClient;
 use kiln_proto::kiln::metastore::v1::{BlockMeta, QueryBlocksRequest};
 use kiln_proto::querier::v1 as q;
-use kiln_tests::{Client, Kiln, decode_levels, now_ms, wait_until};
+use kiln_tests::{Client, Kiln, flamegraph_stacks, now_ms, wait_until};
 
 const TYPE: &str = "process_cpu:samples:count::";
 const DAY_MS: i64 = 86_400_000;
@@ -65,18 +65,9 @@ async fn stacks(c: &Client, start: i64, end: i64) -> BTreeMap<String, i64> {
         max_nodes: Some(100_000),
         ..Default::default()
     };
-    let resp: q::SelectMergeStacktracesResponse = c
-        .connect_proto(
-            "/querier.v1.QuerierService/SelectMergeStacktraces",
-            &req,
-            false,
-        )
-        .await
-        .unwrap()
-        .unwrap();
+    let resp = c.merge(&req).await;
     let fg = resp.flamegraph.unwrap();
-    let levels: Vec<Vec<i64>> = fg.levels.iter().map(|l| l.values.clone()).collect();
-    decode_levels(&fg.names, &levels)
+    flamegraph_stacks(&fg)
 }
 
 async fn series_sum(c: &Client, start: i64, end: i64, step_s: f64) -> f64 {

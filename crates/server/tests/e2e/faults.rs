@@ -15,7 +15,7 @@ use kiln_proto::push::v1::pusher_service_client::PusherServiceClient;
 use kiln_proto::push::v1::{PushRequest, RawProfileSeries, RawSample};
 use kiln_proto::querier::v1 as q;
 use kiln_proto::types::v1::LabelPair;
-use kiln_tests::{Client, Cluster, Kiln, decode_levels, now_ms, wait_until};
+use kiln_tests::{Client, Cluster, Kiln, flamegraph_stacks, now_ms, wait_until};
 use prost::Message;
 
 /// Service and profile type of the HTTP (folded) pushes.
@@ -233,20 +233,11 @@ async fn stored_stacks(query: &Client, service: &str, profile_type: &str) -> BTr
         max_nodes: Some(1_000_000),
         ..Default::default()
     };
-    let resp: q::SelectMergeStacktracesResponse = query
-        .connect_proto(
-            "/querier.v1.QuerierService/SelectMergeStacktraces",
-            &req,
-            false,
-        )
-        .await
-        .unwrap()
-        .unwrap_or_else(|e| panic!("query of {service} failed: {} {}", e.status, e.text()));
+    let resp = query.merge(&req).await;
     let Some(fg) = resp.flamegraph else {
         return BTreeMap::new();
     };
-    let levels: Vec<Vec<i64>> = fg.levels.iter().map(|l| l.values.clone()).collect();
-    decode_levels(&fg.names, &levels)
+    flamegraph_stacks(&fg)
 }
 
 /// What the store holds of the pushes: push number → stored value.

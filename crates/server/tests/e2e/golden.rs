@@ -143,15 +143,7 @@ async fn every_pprof_reads_back_with_its_own_totals() {
                 end,
                 ..Default::default()
             };
-            let resp: q::SelectMergeStacktracesResponse = c
-                .connect_proto(
-                    "/querier.v1.QuerierService/SelectMergeStacktraces",
-                    &req,
-                    false,
-                )
-                .await
-                .unwrap()
-                .unwrap();
+            let resp = c.merge(&req).await;
             assert_eq!(
                 resp.flamegraph.unwrap().total,
                 total,

@@ -106,15 +106,7 @@ async fn metrics_move_and_request_ids_are_answered_and_logged() {
         end: now_ms() + 60_000,
         ..Default::default()
     };
-    let resp: q::SelectMergeStacktracesResponse = c
-        .connect_proto(
-            "/querier.v1.QuerierService/SelectMergeStacktraces",
-            &req,
-            false,
-        )
-        .await
-        .unwrap()
-        .unwrap();
+    let resp = c.merge(&req).await;
     assert_eq!(resp.flamegraph.unwrap().total, 12);
     assert_eq!(m(&c, method).await, queries_before + 1.0);
 

@@ -44,15 +44,7 @@ async fn total(c: &Client, name: &str, tenant_services: &str) -> i64 {
         end,
         ..Default::default()
     };
-    let r: q::SelectMergeStacktracesResponse = c
-        .connect_proto(
-            "/querier.v1.QuerierService/SelectMergeStacktraces",
-            &req,
-            false,
-        )
-        .await
-        .unwrap()
-        .unwrap();
+    let r = c.merge(&req).await;
     r.flamegraph.unwrap().total
 }
 

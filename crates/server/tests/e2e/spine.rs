@@ -9,7 +9,8 @@ use kiln_proto::push::v1::{PushRequest, PushResponse, RawProfileSeries, RawSampl
 use kiln_proto::querier::v1 as q;
 use kiln_proto::types::v1 as t;
 use kiln_tests::{
-    Client, Kiln, base64, decode_levels, maybe_gunzip, now_ms, pprof_totals, read_testdata,
+    Client, Kiln, base64, decode_levels, flamegraph_stacks, maybe_gunzip, now_ms, pprof_totals,
+    read_testdata,
 };
 use prost::Message;
 
@@ -187,14 +188,7 @@ pub(crate) async fn merge(
         max_nodes: Some(0),
         ..Default::default()
     };
-    c.connect_proto(
-        "/querier.v1.QuerierService/SelectMergeStacktraces",
-        &req,
-        false,
-    )
-    .await
-    .unwrap()
-    .unwrap_or_else(|e| panic!("SelectMergeStacktraces failed: {} {}", e.status, e.text()))
+    c.merge(&req).await
 }
 
 pub(crate) async fn check_everything(
@@ -265,8 +259,7 @@ pub(crate) async fn check_everything(
         .await
         .flamegraph
         .unwrap();
-    let levels: Vec<Vec<i64>> = fg.levels.iter().map(|l| l.values.clone()).collect();
-    assert_eq!(&decode_levels(&fg.names, &levels), folded_ns);
+    assert_eq!(&flamegraph_stacks(&fg), folded_ns);
 
     // Connect JSON, as the Pyroscope UI and Grafana's Drilldown app call it.
     let r = c
