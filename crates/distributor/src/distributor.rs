@@ -157,6 +157,7 @@ impl Distributor {
     ) -> Result<()> {
         self.count_bytes(tenant, request_bytes);
         let limits = self.parse_limits(tenant);
+        check_request_size(&limits, request_bytes)?;
         let parsed = tokio::task::spawn_blocking(move || -> Result<Vec<SeriesProfile>> {
             let now = now_ns();
             let mut out = Vec::new();
@@ -234,6 +235,7 @@ impl Distributor {
     ) -> Result<()> {
         self.count_bytes(tenant, request_bytes);
         let limits = self.parse_limits(tenant);
+        check_request_size(&limits, request_bytes)?;
         let parsed = tokio::task::spawn_blocking(move || {
             kiln_formats::otlp::profiles_from_otlp_request(&request, &limits, now_ns())
                 .map_err(DistributorError::from)
@@ -366,4 +368,19 @@ impl Distributor {
             Err(source) => Err(DistributorError::Ingester { shard, source }),
         }
     }
+}
+
+/// Refuses a request larger as received than the tenant's
+/// `max_body_bytes`. The HTTP port reads no more than that; the gRPC
+/// listeners let through up to the largest limit of any tenant, so this is
+/// where a tenant's own limit applies to them.
+fn check_request_size(limits: &Limits, request_bytes: usize) -> Result<()> {
+    if request_bytes > limits.max_body_bytes {
+        return Err(FormatError::TooLarge {
+            limit: limits.max_body_bytes,
+            what: "request body",
+        }
+        .into());
+    }
+    Ok(())
 }

@@ -130,6 +130,21 @@ impl RuntimeLimits {
         Ok(Arc::new(limits))
     }
 
+    /// The largest `max_body_bytes` of the defaults and every override as
+    /// now loaded: what a listener that cannot tell tenants apart before it
+    /// reads a message (gRPC) must let through.
+    pub fn largest_body_bytes(&self) -> usize {
+        let loaded = self
+            .loaded
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        loaded
+            .overrides
+            .values()
+            .map(|l| l.max_body_bytes)
+            .fold(self.defaults.max_body_bytes, usize::max)
+    }
+
     /// Re-reads the overrides file if it changed since the last read.
     /// Returns whether new overrides were taken.
     pub fn reload(&self) -> Result<bool, String> {
@@ -238,6 +253,26 @@ mod tests {
         assert_eq!(o["a"].max_series, 10, "unnamed keys keep the defaults");
         assert_eq!(*o["b"], defaults);
         assert!(parse_overrides("", &defaults).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_largest_body_limit_counts_every_override() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("overrides.yaml");
+        let defaults = TenantLimits {
+            max_body_bytes: 1000,
+            ..Default::default()
+        };
+        std::fs::write(&file, "overrides:\n  small:\n    max_body_bytes: 10\n").unwrap();
+        let limits = RuntimeLimits::new(defaults, Some(&file)).unwrap();
+        assert_eq!(limits.largest_body_bytes(), 1000, "a lower override");
+        std::fs::write(
+            &file,
+            "overrides:\n  small:\n    max_body_bytes: 10\n  big:\n    max_body_bytes: 5000\n",
+        )
+        .unwrap();
+        limits.reload().unwrap();
+        assert_eq!(limits.largest_body_bytes(), 5000);
     }
 
     #[test]

@@ -256,7 +256,10 @@ pub async fn run(
         "kiln listening"
     );
 
-    // gRPC: internal services and the public APIs for gRPC clients.
+    // gRPC: internal services and the public APIs for gRPC clients. The
+    // public write services take messages up to the largest body limit of
+    // any tenant at start; each tenant's own limit applies after decoding.
+    let grpc_body_limit = limits.largest_body_bytes();
     let grpc_shutdown = CancellationToken::new();
     let grpc_server = {
         // Every request runs in a span with its request id (see kiln_cluster::trace).
@@ -293,7 +296,7 @@ pub async fn run(
                         distributor: d.clone(),
                         multitenancy: config.multitenancy.enabled,
                     })
-                    .max_decoding_message_size(config.limits.max_body_bytes),
+                    .max_decoding_message_size(grpc_body_limit),
                     GrpcAuth::new(auth.clone(), Scope::Write),
                 )
             }))
@@ -303,7 +306,7 @@ pub async fn run(
                         distributor: d.clone(),
                         multitenancy: config.multitenancy.enabled,
                     })
-                    .max_decoding_message_size(config.limits.max_body_bytes),
+                    .max_decoding_message_size(grpc_body_limit),
                     GrpcAuth::new(auth.clone(), Scope::Write),
                 )
             }))

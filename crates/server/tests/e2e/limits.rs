@@ -313,11 +313,12 @@ async fn every_limit_answers_with_its_code_and_overrides_reload() {
 }
 
 /// An override can raise a tenant's body limit above the node's default on
-/// every HTTP write path (`/ingest` and Connect Push), while other tenants
-/// keep the default.
+/// every write path (`/ingest`, Connect Push, gRPC Push), while other
+/// tenants keep the default.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overrides_raise_the_body_limit_above_the_default() {
     use kiln_proto::push::v1::PushResponse;
+    use kiln_proto::push::v1::pusher_service_client::PusherServiceClient;
 
     let dir = tempfile::tempdir().unwrap();
     let overrides = dir.path().join("overrides.yaml");
@@ -363,6 +364,14 @@ async fn overrides_raise_the_body_limit_above_the_default() {
             )
             .await
             .unwrap();
+        let mut grpc = PusherServiceClient::connect(format!("http://{}", server.grpc))
+            .await
+            .unwrap();
+        let mut request = tonic::Request::new(crate::grpc::push_request("big", pprof.clone()));
+        request
+            .metadata_mut()
+            .insert("x-scope-orgid", tenant.parse().unwrap());
+        let grpc_push = grpc.push(request).await;
         if allowed {
             assert_eq!(r.status, 200, "{tenant} /ingest: {}", r.text());
             assert!(
@@ -370,9 +379,13 @@ async fn overrides_raise_the_body_limit_above_the_default() {
                 "{tenant} Push: {:?}",
                 push.err().map(|r| r.text())
             );
+            assert!(grpc_push.is_ok(), "{tenant} gRPC Push: {grpc_push:?}");
         } else {
             refused(413, &r, "100000");
             refused(413, &push.expect_err("refused"), "100000");
+            let status = grpc_push.expect_err("refused over gRPC");
+            assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+            assert!(status.message().contains("100000"), "{status:?}");
         }
     }
     server.stop().unwrap();
