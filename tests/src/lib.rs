@@ -707,33 +707,16 @@ impl Cluster {
     }
 
     /// The gRPC address of a node (`ingester-1`, `querier-2`, ...), from
-    /// the port layout of `cluster.sh` (node k of its list listens on
-    /// base + 2k for HTTP and base + 2k + 1 for gRPC).
+    /// its command in `DIR/cmd/<node>.sh`.
     pub fn grpc(&self, node: &str) -> String {
-        const NODES: [&str; 12] = [
-            "metastore-1",
-            "metastore-2",
-            "metastore-3",
-            "distributor-1",
-            "distributor-2",
-            "ingester-1",
-            "ingester-2",
-            "ingester-3",
-            "querier-1",
-            "querier-2",
-            "query-frontend-1",
-            "compactor-1",
-        ];
-        let k = NODES
-            .iter()
-            .position(|n| *n == node)
-            .unwrap_or_else(|| panic!("no node {node:?} in the cluster"));
-        let first: u16 = self.metastores[0]
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .expect("metastore-1's gRPC port");
-        format!("127.0.0.1:{}", first + 2 * k as u16)
+        let path = self.dir.join("cmd").join(format!("{node}.sh"));
+        let cmd = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("no node {node:?} ({}: {e})", path.display()));
+        cmd.split_whitespace()
+            .skip_while(|w| *w != "--grpc-addr")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no --grpc-addr in {}", path.display()))
+            .to_owned()
     }
 
     /// The pid of a node (`ingester-1`, `metastore-2`, ...).

@@ -78,6 +78,13 @@ impl HasErrorCode for ClientError {
                     && matches!(status.code(), tonic::Code::Internal | tonic::Code::Unknown)
                 {
                     ErrorCode::Unavailable
+                } else if status.code() == tonic::Code::Unauthenticated {
+                    // Internal services refuse only a missing or other
+                    // cluster secret: a misconfigured node (or a secret
+                    // rolling out), not the caller's credentials. Callers
+                    // fail over to other nodes, and clients are told to
+                    // retry instead of that their credentials are bad.
+                    ErrorCode::Unavailable
                 } else {
                     error_code(status.code())
                 }
@@ -510,5 +517,11 @@ mod tests {
         ] {
             assert_eq!(call_error(status).code(), code);
         }
+    }
+
+    #[test]
+    fn a_refused_cluster_secret_is_unavailable_not_unauthenticated() {
+        let refused = tonic::Status::unauthenticated("internal service: wrong cluster secret");
+        assert_eq!(call_error(refused).code(), ErrorCode::Unavailable);
     }
 }

@@ -102,7 +102,14 @@ impl ClusterConfig {
                     self.secret_file.display()
                 ))
             })?;
-            text.trim_end_matches(['\r', '\n']).to_owned()
+            let value = text.trim_end_matches(['\r', '\n']);
+            if value.is_empty() {
+                return Err(ConfigError(format!(
+                    "cluster.secret_file {} is empty",
+                    self.secret_file.display()
+                )));
+            }
+            value.to_owned()
         } else {
             String::new()
         };
@@ -185,6 +192,13 @@ impl Default for Config {
     }
 }
 
+/// Keys whose `KILN_*` variables are read as plain strings, never parsed.
+const RAW_ENV_KEYS: &[&str] = &[
+    "cluster.secret",
+    "storage.s3.access_key_id",
+    "storage.s3.secret_access_key",
+];
+
 /// A configuration error, naming the key or file.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {0}")]
@@ -205,16 +219,27 @@ impl Config {
             figment = figment.merge(Yaml::file_exact(file));
         }
         let known = Self::top_level_keys();
-        figment = figment
-            .merge(Env::prefixed("KILN_").split("__").filter(move |k| {
-                known.iter().any(|n| {
+        figment = figment.merge(Env::prefixed("KILN_").split("__").filter(move |k| {
+            !RAW_ENV_KEYS
+                .iter()
+                .any(|raw| k.as_str().eq_ignore_ascii_case(raw))
+                && known.iter().any(|n| {
                     k.as_str()
                         .split('.')
                         .next()
                         .is_some_and(|f| f.eq_ignore_ascii_case(n))
                 })
-            }))
-            .merge(Serialized::globals(overrides.clone()));
+        }));
+        // Secrets are taken from the environment as they are written: the
+        // Env provider would read `0123...` as a number (and print it in the
+        // type error) or `[...]` as a list.
+        for key in RAW_ENV_KEYS {
+            let var = format!("KILN_{}", key.to_ascii_uppercase().replace('.', "__"));
+            if let Ok(value) = std::env::var(&var) {
+                figment = figment.merge((*key, value));
+            }
+        }
+        figment = figment.merge(Serialized::globals(overrides.clone()));
         let config: Config = figment.extract().map_err(|e| ConfigError(e.to_string()))?;
         config.validate()?;
         Ok(config)
@@ -341,6 +366,31 @@ mod tests {
     }
 
     #[test]
+    #[expect(
+        clippy::result_large_err,
+        reason = "figment's Jail API returns figment::Error"
+    )]
+    fn secrets_from_the_environment_stay_strings() {
+        figment::Jail::expect_with(|jail| {
+            // Read by the Env provider, these would be a number (losing the
+            // leading zero) and a list.
+            jail.set_env("KILN_CLUSTER__SECRET", "0123456789012345678");
+            jail.set_env("KILN_STORAGE__S3__SECRET_ACCESS_KEY", "[not-a-list]");
+            let c = Config::load(None, &serde_json::json!({})).unwrap();
+            assert_eq!(c.cluster.secret, "0123456789012345678");
+            assert_eq!(c.storage.s3.secret_access_key, "[not-a-list]");
+            // A flag still wins over the environment.
+            let c = Config::load(
+                None,
+                &serde_json::json!({"cluster": {"secret": "from-the-command-line"}}),
+            )
+            .unwrap();
+            assert_eq!(c.cluster.secret, "from-the-command-line");
+            Ok(())
+        });
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let bad = |json: serde_json::Value| Config::load(None, &json).unwrap_err().to_string();
         assert!(bad(serde_json::json!({"target": "bogus"})).contains("bogus"));
@@ -407,5 +457,17 @@ mod tests {
         };
         let err = missing.load_secret().unwrap_err().0;
         assert!(err.contains("cluster.secret_file"), "{err}");
+
+        // An empty file is a mistake, not "no secret".
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "\n").unwrap();
+        let err = ClusterConfig {
+            secret: String::new(),
+            secret_file: empty,
+        }
+        .load_secret()
+        .unwrap_err()
+        .0;
+        assert!(err.contains("is empty"), "{err}");
     }
 }

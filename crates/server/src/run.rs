@@ -253,6 +253,7 @@ pub async fn run(
         data_dir = %config.data_dir.display(),
         storage = %config.storage.describe(&config.data_dir),
         metastore = %metastore_addrs.join(","),
+        cluster_secret = secret.is_set(),
         "kiln listening"
     );
 

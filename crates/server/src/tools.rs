@@ -51,10 +51,11 @@ pub struct ServerArgs {
 
 /// The cluster secret a tool's calls to a metastore carry (see
 /// `cluster.secret`).
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Clone, clap::Args)]
 pub struct ClusterSecretArgs {
     /// The cluster's shared secret, when its internal gRPC services
-    /// require one.
+    /// require one (prefer the environment variable: a flag's value shows
+    /// in the process list).
     #[arg(
         long = "cluster.secret",
         env = "KILN_CLUSTER__SECRET",
@@ -62,6 +63,19 @@ pub struct ClusterSecretArgs {
         default_value = ""
     )]
     pub cluster_secret: String,
+}
+
+impl std::fmt::Debug for ClusterSecretArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = if self.cluster_secret.is_empty() {
+            ""
+        } else {
+            "<redacted>"
+        };
+        f.debug_struct("ClusterSecretArgs")
+            .field("cluster_secret", &shown)
+            .finish()
+    }
 }
 
 impl ClusterSecretArgs {

@@ -258,8 +258,8 @@ env:
   - name: KILN_CLUSTER__SECRET
     valueFrom:
       secretKeyRef:
-        name: {{ . }}
-        key: {{ $.ctx.Values.clusterSecret.key }}
+        name: {{ . | quote }}
+        key: {{ $.ctx.Values.clusterSecret.key | quote }}
   {{- end }}
   {{- with .ctx.Values.kiln.extraEnv }}
   {{- toYaml . | nindent 2 }}

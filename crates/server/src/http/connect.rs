@@ -63,16 +63,24 @@ fn codec_of(headers: &HeaderMap) -> Result<Codec, ApiError> {
 
 /// Reads a body of at most `limit` bytes.
 pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("request body too large: the limit is {limit} bytes"),
+        )
+    };
+    // A declared length over the limit is refused before the body is read,
+    // so a client waiting for "100 Continue" never uploads it.
+    if http_body::Body::size_hint(&body).lower() > limit as u64 {
+        return Err(too_large());
+    }
     match Limited::new(body, limit).collect().await {
         Ok(c) => Ok(c.to_bytes()),
         Err(e)
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some() =>
         {
-            Err(ApiError::new(
-                ErrorCode::PayloadTooLarge,
-                format!("request body too large: the limit is {limit} bytes"),
-            ))
+            Err(too_large())
         }
         Err(e) => Err(ApiError::invalid(format!(
             "failed to read the request body: {e}"

@@ -244,38 +244,57 @@ mod tests {
     #[tokio::test]
     async fn a_body_waiting_for_100_continue_is_not_asked_for() {
         let addr = serve().await;
-        let mut conn = TcpStream::connect(addr).await.unwrap();
-        // The handler answers without reading: the client, waiting for
+        // Refused without being read (401 before the body; 413 for a
+        // declared length over the limit): the client, waiting for
         // "100 Continue", gets the answer instead and sends no body.
-        conn.write_all(
-            b"POST /refuse HTTP/1.1\r\nhost: x\r\ncontent-length: 100000\r\nexpect: 100-continue\r\n\r\n",
-        )
-        .await
-        .unwrap();
-        let started = std::time::Instant::now();
-        let (head, _) = response(&mut conn).await;
-        assert!(head.starts_with("http/1.1 401"), "{head}");
-        assert!(head.contains("connection: close"), "{head}");
-        assert!(
-            started.elapsed() < DRAIN_MAX_TIME,
-            "{:?}",
-            started.elapsed()
-        );
-        // A handler that reads asks for the body, and then all of it is
-        // read before the 413.
+        for (path, len, status) in [("/refuse", 100_000, "401"), ("/echo", 50_000, "413")] {
+            let mut conn = TcpStream::connect(addr).await.unwrap();
+            conn.write_all(
+                format!(
+                    "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-length: {len}\r\nexpect: 100-continue\r\n\r\n"
+                )
+                .as_bytes(),
+            )
+            .await
+            .unwrap();
+            let started = std::time::Instant::now();
+            let (head, _) = response(&mut conn).await;
+            assert!(head.starts_with(&format!("http/1.1 {status}")), "{head}");
+            assert!(head.contains("connection: close"), "{head}");
+            assert!(
+                started.elapsed() < DRAIN_MAX_TIME,
+                "{:?}",
+                started.elapsed()
+            );
+        }
+        // A body of unknown length is asked for, read past the limit, and
+        // then the rest of it is read before the 413.
         let mut conn = TcpStream::connect(addr).await.unwrap();
         conn.write_all(
-            b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 50000\r\nexpect: 100-continue\r\n\r\n",
+            b"POST /echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\nexpect: 100-continue\r\n\r\n",
         )
         .await
         .unwrap();
         let (head, _) = response(&mut conn).await;
         assert!(head.starts_with("http/1.1 100"), "{head}");
-        conn.write_all(&[b'z'; 50_000]).await.unwrap();
+        let mut chunked = Vec::new();
+        for _ in 0..50 {
+            chunked.extend_from_slice(b"3e8\r\n");
+            chunked.extend_from_slice(&[b'z'; 1000]);
+            chunked.extend_from_slice(b"\r\n");
+        }
+        chunked.extend_from_slice(b"0\r\n\r\n");
+        conn.write_all(&chunked).await.unwrap();
         let (head, body) = response(&mut conn).await;
         assert!(head.starts_with("http/1.1 413"), "{head}");
         assert!(body.contains("the limit is 10 bytes"), "{body}");
         assert!(!head.contains("connection: close"), "{head}");
+        // And the connection takes the next request.
+        conn.write_all(format!("{}hello", request(5)).as_bytes())
+            .await
+            .unwrap();
+        let (head, _) = response(&mut conn).await;
+        assert!(head.starts_with("http/1.1 200"), "{head}");
     }
 
     #[tokio::test]

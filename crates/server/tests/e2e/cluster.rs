@@ -453,10 +453,12 @@ async fn sigterm_each_role_under_load_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let total: u64 = 2000;
     let (cluster, load) = cluster_under_load(dir.path(), total);
+    // Waiting for a node to exit must not hold up a worker of the load.
+    let stop = |node: &str| tokio::task::block_in_place(|| cluster.terminate(node));
     wait_acked(&load.acked, total / 5).await;
-    let mut stopped = vec![cluster.terminate("ingester-1")];
+    let mut stopped = vec![stop("ingester-1")];
     load.wait_more(total / 8).await;
-    stopped.push(cluster.terminate("querier-1"));
+    stopped.push(stop("querier-1"));
     load.wait_more(total / 8).await;
     // An ingester that drains hands its buffered pushes to storage and
     // the distributors fail over from it: no push is refused. (A stopped
@@ -465,9 +467,9 @@ async fn sigterm_each_role_under_load_loses_nothing_acknowledged() {
     let refused = *load.failed.lock().unwrap();
     assert_eq!(refused, 0, "pushes refused around the ingester's SIGTERM");
     let (leader_idx, _) = wait_leader(&cluster, &[0, 1, 2]).await;
-    stopped.push(cluster.terminate(&format!("metastore-{}", leader_idx + 1)));
+    stopped.push(stop(&format!("metastore-{}", leader_idx + 1)));
     load.wait_more(total / 8).await;
-    stopped.push(cluster.terminate("distributor-1"));
+    stopped.push(stop("distributor-1"));
     let acked = load.finish().await;
     for (node, took) in &stopped {
         eprintln!("{node} exited {took:?} after SIGTERM");

@@ -388,5 +388,20 @@ async fn overrides_raise_the_body_limit_above_the_default() {
             assert!(status.message().contains("100000"), "{status:?}");
         }
     }
+    // Over the largest limit of any tenant, the gRPC listener itself
+    // refuses the message before decoding it (docs/operations.md).
+    let mut grpc = PusherServiceClient::connect(format!("http://{}", server.grpc))
+        .await
+        .unwrap()
+        .max_encoding_message_size(8 << 20);
+    let mut request = tonic::Request::new(crate::grpc::push_request("big", vec![0; 1_100_000]));
+    request
+        .metadata_mut()
+        .insert("x-scope-orgid", "roomy".parse().unwrap());
+    let status = grpc
+        .push(request)
+        .await
+        .expect_err("over the listener's limit");
+    assert_eq!(status.code(), tonic::Code::OutOfRange, "{status:?}");
     server.stop().unwrap();
 }
