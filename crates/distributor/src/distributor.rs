@@ -157,7 +157,9 @@ impl Distributor {
     ) -> Result<()> {
         self.count_bytes(tenant, request_bytes);
         let limits = self.parse_limits(tenant);
-        check_request_size(&limits, request_bytes)?;
+        if let Err(e) = check_request_size(&limits, request_bytes) {
+            return self.observe(tenant, Err(e)).map(drop);
+        }
         let parsed = tokio::task::spawn_blocking(move || -> Result<Vec<SeriesProfile>> {
             let now = now_ns();
             let mut out = Vec::new();
@@ -235,7 +237,9 @@ impl Distributor {
     ) -> Result<()> {
         self.count_bytes(tenant, request_bytes);
         let limits = self.parse_limits(tenant);
-        check_request_size(&limits, request_bytes)?;
+        if let Err(e) = check_request_size(&limits, request_bytes) {
+            return self.observe(tenant, Err(e)).map(drop);
+        }
         let parsed = tokio::task::spawn_blocking(move || {
             kiln_formats::otlp::profiles_from_otlp_request(&request, &limits, now_ns())
                 .map_err(DistributorError::from)

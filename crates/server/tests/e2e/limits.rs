@@ -386,6 +386,11 @@ async fn overrides_raise_the_body_limit_above_the_default() {
             let status = grpc_push.expect_err("refused over gRPC");
             assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
             assert!(status.message().contains("100000"), "{status:?}");
+            let discarded = Client::new(base)
+                .metric(r#"kiln_distributor_discarded_requests_total{tenant="plain",reason="profile_size_limit"}"#)
+                .await
+                .unwrap();
+            assert_eq!(discarded, 1.0, "the gRPC refusal is counted");
         }
     }
     // Over the largest limit of any tenant, the gRPC listener itself
