@@ -48,6 +48,26 @@ fn read_tenants(metadata: &MetadataMap, multitenancy: bool) -> Result<Vec<Tenant
     crate::tenant::tenants_for_read(&headers_of(metadata), multitenancy).map_err(status_of)
 }
 
+/// Rewrites the gRPC library's answer to a message over a service's size
+/// limit from `OUT_OF_RANGE` (tonic's choice) to `RESOURCE_EXHAUSTED`, the
+/// code gRPC's other implementations, Pyroscope among them, give it and
+/// that clients take for "too large". The answer is a trailers-only
+/// response, so the status is a header.
+pub fn too_large_is_resource_exhausted<B>(mut response: http::Response<B>) -> http::Response<B> {
+    let headers = response.headers_mut();
+    let too_large = headers.get("grpc-status").is_some_and(|v| v == "11")
+        && headers.get("grpc-message").is_some_and(|m| {
+            let m = m.as_bytes();
+            // The message is percent-encoded (spaces as %20).
+            m.starts_with(b"Error,%20decoded%20message%20length%20too%20large")
+                || m.starts_with(b"Error, decoded message length too large")
+        });
+    if too_large {
+        headers.insert("grpc-status", http::HeaderValue::from_static("8"));
+    }
+    response
+}
+
 /// `push.v1.PusherService` over gRPC.
 #[derive(Debug, Clone)]
 pub struct PushGrpc {

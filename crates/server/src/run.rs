@@ -265,7 +265,10 @@ pub async fn run(
     let grpc_server = {
         // Every request runs in a span with its request id (see kiln_cluster::trace).
         let mut builder = tonic::transport::Server::builder()
-            .layer(kiln_cluster::trace::RequestIdLayer::new("grpc"));
+            .layer(kiln_cluster::trace::RequestIdLayer::new("grpc"))
+            .layer(tower::util::MapResponseLayer::new(
+                crate::grpc::too_large_is_resource_exhausted,
+            ));
         let router = builder
             .add_optional_service(metastore.as_ref().map(|m| {
                 InterceptedService::new(
