@@ -294,3 +294,37 @@ impl TaskService for TaskGrpc {
             .map_err(|e| to_status(&e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(code: tonic::Code, message: &str) -> http::Response<()> {
+        let (parts, ()) = Status::new(code, message).into_http::<()>().into_parts();
+        http::Response::from_parts(parts, ())
+    }
+
+    #[test]
+    fn only_the_too_large_answer_is_rewritten() {
+        let too_large = answer(
+            tonic::Code::OutOfRange,
+            "Error, decoded message length too large: found 9 bytes, the limit is: 8 bytes",
+        );
+        let fixed = too_large_is_resource_exhausted(too_large);
+        assert_eq!(fixed.headers()["grpc-status"], "8");
+        // Every other answer is left as it is.
+        for (code, message) in [
+            (tonic::Code::OutOfRange, "time range outside the data"),
+            (
+                tonic::Code::InvalidArgument,
+                "Error, decoded message length too large",
+            ),
+            (tonic::Code::Ok, ""),
+        ] {
+            let before = answer(code, message);
+            let status = before.headers()["grpc-status"].clone();
+            let after = too_large_is_resource_exhausted(before);
+            assert_eq!(after.headers()["grpc-status"], status, "{code:?} {message}");
+        }
+    }
+}
