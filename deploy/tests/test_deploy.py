@@ -539,11 +539,24 @@ def test_cluster_secret_reaches_every_pod(mode, chart):
         before = template["metadata"]["annotations"]["checksum/cluster-secret"]
         assert rotated[name]["metadata"]["annotations"]["checksum/cluster-secret"] != before, name
 
-    managed = pod_templates(render({"existingSecret": "my-kiln-cluster", "key": "s"}))
+    # Rotation: a second accepted secret is in the Secret too and restarts
+    # the pods.
+    rotating = render({"value": CLUSTER_SECRET, "accepted": CLUSTER_SECRET + "-next"})
+    secret = next(d for _, d in chart_render.documents(rotating)
+                  if d["kind"] == "Secret" and d["metadata"]["name"] == "kiln")
+    assert secret["stringData"]["KILN_CLUSTER__ACCEPTED_SECRET"] == CLUSTER_SECRET + "-next"
+    for name, template in pod_templates(rotating).items():
+        annotation = template["metadata"]["annotations"]["checksum/cluster-secret"]
+        assert annotation != templates[name]["metadata"]["annotations"]["checksum/cluster-secret"], name
+
+    managed = pod_templates(render({"existingSecret": "my-kiln-cluster", "key": "s", "acceptedKey": "next"}))
     for name, template in managed.items():
         env = {e["name"]: e for e in template["spec"]["containers"][0]["env"]}
         assert env["KILN_CLUSTER__SECRET"]["valueFrom"] == {
             "secretKeyRef": {"name": "my-kiln-cluster", "key": "s"}
+        }, name
+        assert env["KILN_CLUSTER__ACCEPTED_SECRET"]["valueFrom"] == {
+            "secretKeyRef": {"name": "my-kiln-cluster", "key": "next", "optional": True}
         }, name
         assert "checksum/cluster-secret" not in template["metadata"]["annotations"], name
 
@@ -558,6 +571,8 @@ def test_cluster_secret_reaches_every_pod(mode, chart):
         ({"value": "too-short"}, "clusterSecret"),
         ({"value": "has spaces in the middle of it"}, "clusterSecret"),
         ({"value": CLUSTER_SECRET, "existingSecret": "x"}, "not both"),
+        ({"accepted": CLUSTER_SECRET}, "clusterSecret.accepted needs clusterSecret.value"),
+        ({"acceptedKey": "next"}, "acceptedKey needs clusterSecret.existingSecret"),
     ],
 )
 def test_chart_refuses_cluster_secrets_kiln_would_refuse(values, message, chart):

@@ -8,7 +8,8 @@
 //!
 //! The secret travels in the `x-kiln-cluster-secret` metadata entry (so an
 //! internal call can still carry a client's `authorization`). The receiving
-//! side compares SHA-256 digests in constant time. Without a configured
+//! side compares SHA-256 digests in constant time; a second secret can be
+//! accepted besides a node's own while a new one rolls out. Without a configured
 //! secret, calls carry nothing and services accept every call — the
 //! behaviour of a cluster on a private network.
 //!
@@ -40,7 +41,9 @@ pub struct ClusterSecret {
 
 struct Inner {
     value: MetadataValue<Ascii>,
-    digest: [u8; 32],
+    /// Digests of the secrets accepted: this node's own first, then the
+    /// one accepted besides it while a new secret rolls out.
+    accepted: Vec<[u8; 32]>,
 }
 
 impl std::fmt::Debug for ClusterSecret {
@@ -73,20 +76,34 @@ impl ClusterSecret {
         if value.is_empty() {
             return Ok(ClusterSecret::none());
         }
-        if value.len() < 16 {
-            return Err("the cluster secret must be at least 16 bytes long".into());
-        }
-        if !value.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(
-                "the cluster secret must be visible ASCII (no spaces or control characters)".into(),
-            );
-        }
+        check(value)?;
         let metadata = MetadataValue::try_from(value)
             .map_err(|e| format!("the cluster secret is not valid gRPC metadata: {e}"))?;
         Ok(ClusterSecret {
             inner: Some(Arc::new(Inner {
                 value: metadata,
-                digest: sha256(value.as_bytes()),
+                accepted: vec![sha256(value.as_bytes())],
+            })),
+        })
+    }
+
+    /// Also accepts calls carrying `other` (never sends it): for rotating
+    /// the secret without refused calls (docs/operations.md). An empty
+    /// `other` changes nothing; a secret of its own is required.
+    pub fn also_accepting(self, other: &str) -> Result<Self, String> {
+        if other.is_empty() {
+            return Ok(self);
+        }
+        check(other)?;
+        let Some(inner) = self.inner else {
+            return Err("a second accepted cluster secret needs a cluster secret".into());
+        };
+        let mut accepted = inner.accepted.clone();
+        accepted.push(sha256(other.as_bytes()));
+        Ok(ClusterSecret {
+            inner: Some(Arc::new(Inner {
+                value: inner.value.clone(),
+                accepted,
             })),
         })
     }
@@ -109,6 +126,19 @@ impl ClusterSecret {
             secret: self.clone(),
         }
     }
+}
+
+/// The rules every secret follows.
+fn check(value: &str) -> Result<(), String> {
+    if value.len() < 16 {
+        return Err("the cluster secret must be at least 16 bytes long".into());
+    }
+    if !value.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(
+            "the cluster secret must be visible ASCII (no spaces or control characters)".into(),
+        );
+    }
+    Ok(())
 }
 
 impl Interceptor for ClusterSecret {
@@ -138,8 +168,15 @@ impl Interceptor for RequireSecret {
             .metadata()
             .get(METADATA_KEY)
             .map(|v| sha256(v.as_bytes()));
+        // Every accepted digest is compared, whichever matches.
+        let matches = |digest: &[u8; 32]| {
+            inner
+                .accepted
+                .iter()
+                .fold(subtle::Choice::from(0), |any, d| any | digest.ct_eq(d))
+        };
         match given {
-            Some(digest) if bool::from(digest.ct_eq(&inner.digest)) => Ok(request),
+            Some(digest) if bool::from(matches(&digest)) => Ok(request),
             Some(_) => Err(Status::unauthenticated(
                 "internal service: wrong cluster secret",
             )),
@@ -193,6 +230,38 @@ mod tests {
         // A prefix of the secret is no better than any other value.
         let prefix = call(&mut check, Some("s3cret-of-the")).unwrap_err();
         assert_eq!(prefix.code(), tonic::Code::Unauthenticated);
+    }
+
+    #[test]
+    fn a_second_accepted_secret_is_accepted_but_never_sent() {
+        let mut secret = ClusterSecret::new("the-current-secret-1")
+            .unwrap()
+            .also_accepting("the-next-secret-2222")
+            .unwrap();
+        let sent = secret.call(Request::new(())).unwrap();
+        assert_eq!(
+            sent.metadata().get(METADATA_KEY).unwrap().to_str().unwrap(),
+            "the-current-secret-1"
+        );
+        let mut check = secret.require();
+        assert!(call(&mut check, Some("the-current-secret-1")).is_ok());
+        assert!(call(&mut check, Some("the-next-secret-2222")).is_ok());
+        assert!(call(&mut check, Some("some-third-secret-33")).is_err());
+        assert!(call(&mut check, None).is_err());
+        // Nothing to add to; and the same rules as for the secret.
+        assert!(
+            ClusterSecret::none()
+                .also_accepting("the-next-secret-2222")
+                .is_err()
+        );
+        assert!(
+            ClusterSecret::new("the-current-secret-1")
+                .unwrap()
+                .also_accepting("short")
+                .is_err()
+        );
+        let unchanged = ClusterSecret::none().also_accepting("").unwrap();
+        assert!(!unchanged.is_set());
     }
 
     #[test]

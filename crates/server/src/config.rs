@@ -73,6 +73,9 @@ pub struct ClusterConfig {
     /// A file holding the secret (e.g. a mounted Kubernetes secret; a
     /// trailing newline is ignored); used when `secret` is empty.
     pub secret_file: PathBuf,
+    /// A second secret accepted from callers (never sent), for rotating
+    /// the secret without refused calls; needs `secret`.
+    pub accepted_secret: String,
 }
 
 impl std::fmt::Debug for ClusterConfig {
@@ -82,9 +85,15 @@ impl std::fmt::Debug for ClusterConfig {
         } else {
             "<redacted>"
         };
+        let accepted = if self.accepted_secret.is_empty() {
+            ""
+        } else {
+            "<redacted>"
+        };
         f.debug_struct("ClusterConfig")
             .field("secret", &secret)
             .field("secret_file", &self.secret_file)
+            .field("accepted_secret", &accepted)
             .finish()
     }
 }
@@ -113,7 +122,10 @@ impl ClusterConfig {
         } else {
             String::new()
         };
-        ClusterSecret::new(&value).map_err(|e| ConfigError(format!("cluster.secret: {e}")))
+        ClusterSecret::new(&value)
+            .map_err(|e| ConfigError(format!("cluster.secret: {e}")))?
+            .also_accepting(&self.accepted_secret)
+            .map_err(|e| ConfigError(format!("cluster.accepted_secret: {e}")))
     }
 }
 
@@ -195,6 +207,7 @@ impl Default for Config {
 /// Keys whose `KILN_*` variables are read as plain strings, never parsed.
 const RAW_ENV_KEYS: &[&str] = &[
     "cluster.secret",
+    "cluster.accepted_secret",
     "storage.s3.access_key_id",
     "storage.s3.secret_access_key",
 ];
@@ -415,8 +428,8 @@ mod tests {
         let file = dir.path().join("secret");
         std::fs::write(&file, "from-the-mounted-file-1234\n").unwrap();
         let from_file = ClusterConfig {
-            secret: String::new(),
             secret_file: file.clone(),
+            ..ClusterConfig::default()
         };
         let secret = from_file.load_secret().unwrap();
         let mut attach = secret.clone();
@@ -434,6 +447,7 @@ mod tests {
         let inline = ClusterConfig {
             secret: "inline-secret-wins-over-file".into(),
             secret_file: file,
+            ..ClusterConfig::default()
         };
         assert!(inline.load_secret().unwrap().is_set());
         assert!(!format!("{inline:?}").contains("inline-secret"));
@@ -441,7 +455,7 @@ mod tests {
         let short = Config {
             cluster: ClusterConfig {
                 secret: "short".into(),
-                secret_file: PathBuf::new(),
+                ..ClusterConfig::default()
             },
             ..Config::default()
         };
@@ -452,8 +466,8 @@ mod tests {
         );
 
         let missing = ClusterConfig {
-            secret: String::new(),
             secret_file: dir.path().join("nope"),
+            ..ClusterConfig::default()
         };
         let err = missing.load_secret().unwrap_err().0;
         assert!(err.contains("cluster.secret_file"), "{err}");
@@ -462,12 +476,41 @@ mod tests {
         let empty = dir.path().join("empty");
         std::fs::write(&empty, "\n").unwrap();
         let err = ClusterConfig {
-            secret: String::new(),
             secret_file: empty,
+            ..ClusterConfig::default()
         }
         .load_secret()
         .unwrap_err()
         .0;
         assert!(err.contains("is empty"), "{err}");
+
+        // A second accepted secret needs a secret of its own.
+        let err = ClusterConfig {
+            accepted_secret: "the-next-secret-2222".into(),
+            ..ClusterConfig::default()
+        }
+        .load_secret()
+        .unwrap_err()
+        .0;
+        assert!(err.contains("cluster.accepted_secret"), "{err}");
+        let rotating = ClusterConfig {
+            secret: "the-current-secret-1".into(),
+            accepted_secret: "the-next-secret-2222".into(),
+            ..ClusterConfig::default()
+        };
+        let mut check = rotating.load_secret().unwrap().require();
+        for (carried, accepted) in [
+            ("the-current-secret-1", true),
+            ("the-next-secret-2222", true),
+            ("an-unknown-secret-33", false),
+        ] {
+            let mut request = tonic::Request::new(());
+            request
+                .metadata_mut()
+                .insert(kiln_cluster::secret::METADATA_KEY, carried.parse().unwrap());
+            let answer = tonic::service::Interceptor::call(&mut check, request);
+            assert_eq!(answer.is_ok(), accepted, "{carried}");
+        }
+        assert!(!format!("{rotating:?}").contains("the-next"));
     }
 }

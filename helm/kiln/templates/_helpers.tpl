@@ -59,7 +59,7 @@ app.kubernetes.io/component: {{ .component }}
 
 {{/* The chart's Secret exists when it has something to hold. */}}
 {{- define "kiln.hasSecret" -}}
-{{- if or .Values.kiln.secretEnv .Values.storage.s3.accessKeyId .Values.storage.s3.secretAccessKey .Values.clusterSecret.value }}true{{ end }}
+{{- if or .Values.kiln.secretEnv .Values.storage.s3.accessKeyId .Values.storage.s3.secretAccessKey .Values.clusterSecret.value .Values.clusterSecret.accepted }}true{{ end }}
 {{- end }}
 
 {{/* Where the pods find the per-tenant overrides (a key of the ConfigMap). */}}
@@ -110,6 +110,12 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- if and .existingSecret (not .key) }}
 {{- fail "clusterSecret.existingSecret needs clusterSecret.key" }}
+{{- end }}
+{{- if and .accepted (not .value) }}
+{{- fail "clusterSecret.accepted needs clusterSecret.value (with existingSecret, use acceptedKey)" }}
+{{- end }}
+{{- if and .acceptedKey (not .existingSecret) }}
+{{- fail "clusterSecret.acceptedKey needs clusterSecret.existingSecret" }}
 {{- end }}
 {{- end }}
 {{- end }}
@@ -218,7 +224,7 @@ annotations:
   {{- end }}
   {{- with .ctx.Values.clusterSecret.value }}
   {{- /* Kiln reads the cluster secret at start. */}}
-  checksum/cluster-secret: {{ . | sha256sum }}
+  checksum/cluster-secret: {{ printf "%s\n%s" . $.ctx.Values.clusterSecret.accepted | sha256sum }}
   {{- end }}
   {{- with (merge (deepCopy .values.podAnnotations) .ctx.Values.podAnnotations) }}
   {{- toYaml . | nindent 2 }}
@@ -260,6 +266,14 @@ env:
       secretKeyRef:
         name: {{ . | quote }}
         key: {{ $.ctx.Values.clusterSecret.key | quote }}
+  {{- with $.ctx.Values.clusterSecret.acceptedKey }}
+  - name: KILN_CLUSTER__ACCEPTED_SECRET
+    valueFrom:
+      secretKeyRef:
+        name: {{ $.ctx.Values.clusterSecret.existingSecret | quote }}
+        key: {{ . | quote }}
+        optional: true
+  {{- end }}
   {{- end }}
   {{- with .ctx.Values.kiln.extraEnv }}
   {{- toYaml . | nindent 2 }}
