@@ -57,6 +57,12 @@ impl std::fmt::Debug for ClusterSecret {
     }
 }
 
+/// What a `Debug` implementation shows of a secret-holding field: nothing
+/// of the secret, only whether one is set.
+pub fn redacted(value: &str) -> &'static str {
+    if value.is_empty() { "" } else { "<redacted>" }
+}
+
 fn sha256(data: &[u8]) -> [u8; 32] {
     let d = ring::digest::digest(&ring::digest::SHA256, data);
     let mut out = [0u8; 32];

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Yaml};
 use kiln_cluster::ClusterSecret;
+use kiln_cluster::secret::redacted;
 use kiln_compactor::CompactorConfig;
 use kiln_distributor::DistributorConfig;
 use kiln_ingester::IngesterConfig;
@@ -80,20 +81,10 @@ pub struct ClusterConfig {
 
 impl std::fmt::Debug for ClusterConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let secret = if self.secret.is_empty() {
-            ""
-        } else {
-            "<redacted>"
-        };
-        let accepted = if self.accepted_secret.is_empty() {
-            ""
-        } else {
-            "<redacted>"
-        };
         f.debug_struct("ClusterConfig")
-            .field("secret", &secret)
+            .field("secret", &redacted(&self.secret))
             .field("secret_file", &self.secret_file)
-            .field("accepted_secret", &accepted)
+            .field("accepted_secret", &redacted(&self.accepted_secret))
             .finish()
     }
 }
@@ -469,29 +460,24 @@ mod tests {
             secret_file: dir.path().join("nope"),
             ..ClusterConfig::default()
         };
-        let err = missing.load_secret().unwrap_err().0;
+        let refusal = |c: ClusterConfig| c.load_secret().unwrap_err().0;
+        let err = refusal(missing);
         assert!(err.contains("cluster.secret_file"), "{err}");
 
         // An empty file is a mistake, not "no secret".
         let empty = dir.path().join("empty");
         std::fs::write(&empty, "\n").unwrap();
-        let err = ClusterConfig {
+        let err = refusal(ClusterConfig {
             secret_file: empty,
             ..ClusterConfig::default()
-        }
-        .load_secret()
-        .unwrap_err()
-        .0;
+        });
         assert!(err.contains("is empty"), "{err}");
 
         // A second accepted secret needs a secret of its own.
-        let err = ClusterConfig {
+        let err = refusal(ClusterConfig {
             accepted_secret: "the-next-secret-2222".into(),
             ..ClusterConfig::default()
-        }
-        .load_secret()
-        .unwrap_err()
-        .0;
+        });
         assert!(err.contains("cluster.accepted_secret"), "{err}");
         let rotating = ClusterConfig {
             secret: "the-current-secret-1".into(),

@@ -20,7 +20,7 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use kiln_distributor::Distributor;
-use kiln_model::ErrorCode;
+use kiln_model::{ErrorCode, TenantId};
 use kiln_proto::push::v1::{PushRequest, PushResponse};
 use kiln_querier::Querier;
 use prometheus_client::registry::Registry;
@@ -138,29 +138,30 @@ fn not_running(role: &str) -> ApiError {
     )
 }
 
-/// The body limit of a write: the tenant's `max_body_bytes` (overrides
-/// included), or the node's default when the tenant is not known yet (the
+/// The tenant of a write and its body limit: the tenant's `max_body_bytes`
+/// (overrides included), or the node's default when there is no tenant (the
 /// handler then refuses the request for that).
-fn write_body_limit(state: &AppState, headers: &HeaderMap) -> usize {
-    match (
-        &state.distributor,
-        tenant_for_write(headers, state.multitenancy),
-    ) {
-        (Some(d), Ok(tenant)) => d.tenant_limits(&tenant).max_body_bytes,
+fn write_tenant_and_limit(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> (Result<TenantId, ApiError>, usize) {
+    let tenant = tenant_for_write(headers, state.multitenancy);
+    let limit = match (&state.distributor, &tenant) {
+        (Some(d), Ok(tenant)) => d.tenant_limits(tenant).max_body_bytes,
         _ => state.body_limit,
-    }
+    };
+    (tenant, limit)
 }
 
 /// `POST /push.v1.PusherService/Push` (Connect, gRPC framing also accepted).
 async fn push(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    let limit = write_body_limit(&state, &headers);
-    let h = headers.clone();
+    let (tenant, limit) = write_tenant_and_limit(&state, &headers);
     connect::unary(headers, body, limit, |req: PushRequest, size| async move {
         let distributor = state
             .distributor
             .as_ref()
             .ok_or_else(|| not_running("distributor"))?;
-        let tenant = tenant_for_write(&h, state.multitenancy)?;
+        let tenant = tenant?;
         if req.series.iter().all(|s| s.samples.is_empty()) {
             return Err(ApiError::invalid("no profiles received"));
         }
@@ -211,14 +212,13 @@ async fn otlp_http(State(state): State<AppState>, headers: HeaderMap, body: Body
 
 /// `ProfilesService/Export` on the HTTP port (Connect or gRPC framing).
 async fn otlp_export(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    let limit = write_body_limit(&state, &headers);
-    let h = headers.clone();
+    let (tenant, limit) = write_tenant_and_limit(&state, &headers);
     connect::unary(headers, body, limit, |req: OtlpRequest, size| async move {
         let distributor = state
             .distributor
             .as_ref()
             .ok_or_else(|| not_running("distributor"))?;
-        let tenant = tenant_for_write(&h, state.multitenancy)?;
+        let tenant = tenant?;
         distributor
             .otlp_request(&tenant, req, size)
             .await

@@ -67,13 +67,11 @@ pub struct ClusterSecretArgs {
 
 impl std::fmt::Debug for ClusterSecretArgs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let shown = if self.cluster_secret.is_empty() {
-            ""
-        } else {
-            "<redacted>"
-        };
         f.debug_struct("ClusterSecretArgs")
-            .field("cluster_secret", &shown)
+            .field(
+                "cluster_secret",
+                &kiln_cluster::secret::redacted(&self.cluster_secret),
+            )
             .finish()
     }
 }
